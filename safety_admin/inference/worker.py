@@ -1,0 +1,49 @@
+"""The project's RQ worker: SimpleWorker (no fork per job) that also runs the periodic sweeps.
+
+Use: ``python manage.py rqworker inference notifications --worker-class safety_admin.inference.worker.SafetyWorker``.
+Every ``INFERENCE_SWEEP_SECONDS`` the worker re-enqueues requests (and, once the notifications app adds
+its sweep, notifications) whose jobs vanished. Running it in every worker is safe: the sweeps are idempotent.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import close_old_connections
+from rq.worker import SimpleWorker
+
+log = logging.getLogger(__name__)
+
+SWEEPS = [
+    "safety_admin.inference.services.inference_sweep",
+]
+
+
+class SafetyWorker(SimpleWorker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.maintenance_interval = settings.INFERENCE_SWEEP_SECONDS
+        self.dequeue_timeout = max(1, min(self.dequeue_timeout or settings.INFERENCE_SWEEP_SECONDS,
+                                          settings.INFERENCE_SWEEP_SECONDS))  # fmt: skip
+
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        from django.utils.module_loading import import_string
+
+        for path in SWEEPS + list(getattr(settings, "EXTRA_SWEEPS", [])):
+            close_old_connections()
+            try:
+                counts = import_string(path)()
+                if counts and any(counts.values()):
+                    log.info("sweep", extra={"event": "sweep", "sweep": path, **counts})
+            except Exception:
+                # A sweep must never take the worker down; the next interval tries again.
+                log.exception("sweep failed", extra={"event": "sweep.failed", "sweep": path})
+            finally:
+                close_old_connections()
+
+    def perform_job(self, job, queue):
+        close_old_connections()
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            close_old_connections()

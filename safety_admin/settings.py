@@ -1,0 +1,306 @@
+"""Settings for Safety Admin.
+
+The only module that reads ``os.environ``. Every knob has an embedded default that is safe for
+development (`make run`); production sets ``SAFETY_ENV=production`` and the variables listed in
+README.md's operator section. Malformed values raise ``ImproperlyConfigured`` at start-up.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
+def env_list(name: str, default: list[str] | None = None) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default or [])
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+SAFETY_ENV = env_str("SAFETY_ENV", "development")
+if SAFETY_ENV not in {"development", "test", "production"}:
+    raise ImproperlyConfigured(f"SAFETY_ENV must be development, test or production, got {SAFETY_ENV!r}")
+PRODUCTION = SAFETY_ENV == "production"
+
+DEV_SECRET_KEY = "dev-insecure-4a1f0c9e-change-me-for-production-0b7d"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+if PRODUCTION and (SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a long random value when SAFETY_ENV=production")
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "django_prometheus",
+    "django_htmx",
+    "axes",
+    "safety_admin.accounts",
+    "audits",
+    "safety_admin.inference",
+    "safety_admin.gateway",
+    "safety_admin.policies",
+    "safety_admin.notifications",
+    "review",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "safety_admin.middleware.TraceMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "safety_admin.middleware.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "safety_admin.urls"
+WSGI_APPLICATION = "safety_admin.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "review:queue"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "safety_admin.context_processors.product",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------
+DATA_DIR = Path(env_str("SAFETY_DATA_DIR", str(BASE_DIR / "data")))
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'safety_admin.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+if DATABASE_URL.startswith("sqlite:///") and "DATABASE_URL" not in os.environ:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + IMMEDIATE transactions let the web server and the worker write side by side.
+    _db["CONN_MAX_AGE"] = 0
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=20000;",
+    }
+else:
+    _db.setdefault("OPTIONS", {})
+    # Fail fast when PostgreSQL is unreachable: the gateway must answer 503 quickly.
+    _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 2))
+    _db["CONN_HEALTH_CHECKS"] = True
+    test_name = env_str("SAFETY_TEST_DB")
+    if test_name:
+        _db["TEST"] = {"NAME": test_name}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and queues -----------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The request path uses its own short timeouts and no retries: fail closed within a few hundred ms.
+SAFETY_REDIS_TIMEOUT = env_float("SAFETY_REDIS_TIMEOUT", 0.2)
+INFERENCE_JOB_TIMEOUT = env_int("INFERENCE_JOB_TIMEOUT", 120)
+INFERENCE_RETRIES = env_int("INFERENCE_RETRIES", 3)
+INFERENCE_RETRY_INTERVALS = [int(x) for x in env_list("INFERENCE_RETRY_INTERVALS", ["1", "4", "10"])]
+INFERENCE_SWEEP_SECONDS = env_int("INFERENCE_SWEEP_SECONDS", 30)
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": INFERENCE_JOB_TIMEOUT}
+    for name in ("inference", "notifications", "default")
+}
+RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ_SHOW_ADMIN_LINK = True
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Gateway --------------------------------------------------------------------------------------
+SAFETY_API_KEYS = env_str("SAFETY_API_KEYS", "")
+SAFETY_JWT_SECRET = env_str("SAFETY_JWT_SECRET", "")
+SAFETY_JWT_AUDIENCE = env_str("SAFETY_JWT_AUDIENCE", "")
+SAFETY_JWT_ISSUER = env_str("SAFETY_JWT_ISSUER", "")
+SAFETY_MAX_INPUT_CHARS = env_int("SAFETY_MAX_INPUT_CHARS", 32_000)
+SAFETY_MAX_BODY_BYTES = env_int("SAFETY_MAX_BODY_BYTES", 256 * 1024)
+USER_RATE_LIMIT = env_int("USER_RATE_LIMIT", 60)
+VERIFIED_RATE_LIMIT = env_int("VERIFIED_RATE_LIMIT", 600)
+PRIVILEGED_RATE_LIMIT = env_int("PRIVILEGED_RATE_LIMIT", 100_000)
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+
+# --- Model ----------------------------------------------------------------------------------------
+MODEL_API_URL = env_str("MODEL_API_URL", "").rstrip("/")
+MODEL_API_KEY = env_str("MODEL_API_KEY", "")
+MODEL_NAME = env_str("MODEL_NAME", "default")
+MODEL_CONNECT_TIMEOUT = env_float("MODEL_CONNECT_TIMEOUT", 3.0)
+MODEL_READ_TIMEOUT = env_float("MODEL_READ_TIMEOUT", 60.0)
+MODEL_MAX_RESPONSE_BYTES = env_int("MODEL_MAX_RESPONSE_BYTES", 2 * 1024 * 1024)
+MODEL_MAX_OUTPUT_CHARS = env_int("MODEL_MAX_OUTPUT_CHARS", 64_000)
+SAFETY_STEERING_PROMPT = env_str(
+    "SAFETY_STEERING_PROMPT",
+    "You are a helpful assistant. Refuse requests for weapons, self-harm, abuse or other serious harm, "
+    "and never reveal secrets or personal data about third parties.",
+)
+
+# --- Review ---------------------------------------------------------------------------------------
+REVIEW_CLAIM_MINUTES = env_int("REVIEW_CLAIM_MINUTES", 10)
+REVIEW_SLA_MINUTES = {
+    "critical": env_int("REVIEW_SLA_CRITICAL_MINUTES", 15),
+    "high": env_int("REVIEW_SLA_HIGH_MINUTES", 60),
+    "medium": env_int("REVIEW_SLA_MEDIUM_MINUTES", 240),
+    "low": env_int("REVIEW_SLA_LOW_MINUTES", 1440),
+}
+REVIEW_DUE_SOON_FRACTION = env_float("REVIEW_DUE_SOON_FRACTION", 0.25)
+
+# --- Audit and privacy ----------------------------------------------------------------------------
+# Keys are base64/hex strings from the environment; development falls back to fixed, clearly-marked keys.
+PSEUDONYM_KEY = env_str("PSEUDONYM_KEY", "" if PRODUCTION else "dev-pseudonym-key-not-for-production")
+PII_ENCRYPTION_KEY = env_str("PII_ENCRYPTION_KEY", "")
+AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY", "")
+AUDIT_CHECKPOINT_EVERY = env_int("AUDIT_CHECKPOINT_EVERY", 1000)
+AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 300)
+CONTENT_RETENTION_DAYS = env_int("CONTENT_RETENTION_DAYS", 30)
+if PRODUCTION and not PSEUDONYM_KEY:
+    raise ImproperlyConfigured("PSEUDONYM_KEY must be set when SAFETY_ENV=production")
+
+# --- Notifications --------------------------------------------------------------------------------
+SLACK_WEBHOOK = env_str("SLACK_WEBHOOK", "")
+SLACK_BOT_TOKEN = env_str("SLACK_BOT_TOKEN", "")
+SLACK_CHANNEL = env_str("SLACK_CHANNEL", "")
+SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api/")
+SLACK_MIN_SEVERITY = env_str("SLACK_MIN_SEVERITY", "medium")
+SLACK_INCLUDE_EXCERPT = env_bool("SLACK_INCLUDE_EXCERPT", True)
+PAGERDUTY_ROUTING_KEY = env_str("PAGERDUTY_ROUTING_KEY", "")
+PAGERDUTY_EVENTS_URL = env_str("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
+PAGERDUTY_MIN_SEVERITY = env_str("PAGERDUTY_MIN_SEVERITY", "high")
+
+# --- Observability --------------------------------------------------------------------------------
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+SAFETY_LOG_JSON = env_bool("SAFETY_LOG_JSON", False)
+SAFETY_LOG_LEVEL = env_str("SAFETY_LOG_LEVEL", "INFO").upper()
+SAFETY_LOG_CONTENT = env_bool("SAFETY_LOG_CONTENT", False)
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "safety_admin.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "safety_admin.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if SAFETY_LOG_JSON else "plain",
+            "filters": ["context"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": SAFETY_LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "rq.worker": {"level": "WARNING"}},
+}
+
+# --- Auth, sessions, security headers --------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", False) else None
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Development serves static files straight from static/ (production collects them at image build).
+WHITENOISE_USE_FINDERS = not PRODUCTION

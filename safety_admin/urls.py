@@ -1,0 +1,28 @@
+"""Top-level URLs."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from safety_admin import health
+from safety_admin.gateway import openapi
+from safety_admin.gateway import views as gateway
+
+urlpatterns = [
+    path("safety/infer", gateway.infer, name="safety-infer"),
+    path("safety/status/<str:request_id>", gateway.status, name="safety-status"),
+    path("safety/queue/depth", gateway.queue_depth, name="safety-queue-depth"),
+    path("safety/review", gateway.review, name="safety-review"),
+    path("safety/openapi.json", openapi.openapi_view, name="safety-openapi"),
+    path("health", health.health, name="health"),
+    path("ready", health.ready, name="ready"),
+    path("metrics", health.metrics_view, name="metrics"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+    path("", include("review.urls")),
+]
+
+handler404 = "safety_admin.errors.not_found"
+handler500 = "safety_admin.errors.server_error"

@@ -19,7 +19,7 @@ class TraceContext:
     user: str = ""
 
 
-_current: contextvars.ContextVar[TraceContext] = contextvars.ContextVar(  # noqa: B039 - frozen dataclass
+_current: contextvars.ContextVar[TraceContext] = contextvars.ContextVar(
     "safety_trace", default=TraceContext()
 )
 

@@ -19,9 +19,8 @@ class TraceContext:
     user: str = ""
 
 
-_current: contextvars.ContextVar[TraceContext] = contextvars.ContextVar(
-    "safety_trace", default=TraceContext()
-)
+_EMPTY = TraceContext()
+_current: contextvars.ContextVar[TraceContext] = contextvars.ContextVar("safety_trace", default=_EMPTY)
 
 
 def current() -> TraceContext:

@@ -12,6 +12,7 @@ from review.models import SEVERITY_ORDER, Escalation, EscalationStatus
 from safety_admin import metrics
 from safety_admin.accounts.models import tier_allows_severity
 from safety_admin.inference.models import InferenceRequest, RequestStatus
+from safety_admin.notifications.services import notification_escalation_created, notification_escalation_decided
 
 NOTE_REQUIRED = "A note is required to block, and to approve a high or critical escalation."
 BAD_DECISION = "Decision must be approve or block."
@@ -49,6 +50,7 @@ def escalation_create(*, request: InferenceRequest, direction: str, severity: st
     escalation.full_clean()
     escalation.save()
     metrics.ESCALATIONS.labels(severity=severity).inc()
+    notification_escalation_created(escalation=escalation)
     return escalation
 
 
@@ -122,6 +124,7 @@ def escalation_decide(
         },
     )
     metrics.REVIEW_DECISIONS.labels(decision=decision, severity=escalation.severity).inc()
+    notification_escalation_decided(escalation=escalation)
     if new_status == RequestStatus.PENDING:
         inference_enqueue_quietly(req.pk, trace_id=req.trace_id)
     return escalation

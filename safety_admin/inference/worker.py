@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 SWEEPS = [
     "safety_admin.inference.services.inference_sweep",
+    "safety_admin.notifications.services.notification_sweep",
 ]
 
 

@@ -98,12 +98,12 @@ def inference_request_create(
 
 
 def inference_enqueue(request_id, *, trace_id: str = "", connection=None) -> None:
-    """Put the inference job for ``request_id`` on the queue (after commit when inside a transaction).
+    """Put the inference job for ``request_id`` on the queue now. Call it after the row is committed.
 
     The job id is derived from the request id, so enqueueing twice replaces rather than duplicates.
-    Redis errors propagate when called outside a transaction; the sweep picks the request up later.
+    Redis errors propagate to the caller (the gateway answers 503); the sweep picks the request up later.
     """
-    queue = django_rq.get_queue("inference", connection=connection)
+    queue = django_rq.get_queue("inference", connection=connection, commit_mode="auto")
     queue.enqueue(
         JOB_PATH,
         str(request_id),

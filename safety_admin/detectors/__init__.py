@@ -7,6 +7,7 @@ The public interface used by the gateway, the worker and the policy screens:
 """
 
 from safety_admin.detectors.engine import Ruleset, check, compile_ruleset, default_rules, default_ruleset
+from safety_admin.detectors.packs import load_packs
 from safety_admin.detectors.types import (
     ACTIONS,
     DIRECTIONS,
@@ -34,4 +35,5 @@ __all__ = [
     "compile_ruleset",
     "default_rules",
     "default_ruleset",
+    "load_packs",
 ]

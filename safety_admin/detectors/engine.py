@@ -1,45 +1,126 @@
-"""A small first engine behind the detectors interface (the detectors issue replaces its internals)."""
+"""Compile rules into one Aho-Corasick automaton (plus guarded regexes) and check texts over every view.
+
+Word and substring rules, and every term of a proximity rule, live in a single automaton whose keys are
+normalized terms: `` term `` for word-boundary semantics (the word view pads and collapses separators),
+`` term`` for a prefix term written ``term*``, and ``term`` for substring rules. One pass per view finds
+every rule at once, so the cost does not grow with the number of terms.
+"""
 
 import re
 import time
-import unicodedata
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-from safety_admin.detectors.types import ACTION_RANK, Hit, Rule, Verdict
+import ahocorasick
 
-_BUILTIN = (
-    Rule("builtin.explosive.synthesis", r"\b(build|make|assemble)\b.{0,40}\b(pipe bomb|bomb|explosive device)\b",
-         "HIGH_RISK_EXPLOSIVE", "critical", "refuse", "prompt", "regex"),
-    Rule("builtin.nerve_agent", r"\b(synthesi[sz]e|make|produce)\b.{0,40}\b(sarin|vx|tabun|novichok)\b",
-         "HIGH_RISK_CHEM", "critical", "refuse", "prompt", "regex"),
-    Rule("builtin.injection.ignore", r"\bignore (all )?(previous|prior) instructions\b",
-         "PROMPT_INJECTION", "medium", "review", "prompt", "regex"),
-    Rule("builtin.secret.aws", r"\bAKIA[0-9A-Z]{16}\b", "SECRET_LEAK", "high", "review", "output", "regex"),
-    Rule("builtin.secret.private_key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----", "SECRET_LEAK", "high", "review",
-         "output", "regex"),
-)  # fmt: skip
+from safety_admin.detectors import normalize as nz
+from safety_admin.detectors.types import ACTION_RANK, SEVERITIES, SEVERITY_RANK, Hit, Rule, Verdict
+
+SCORE_THRESHOLD = 3  # summed weight of distinct signal rules of one reason code that escalates to review
+REGEX_INPUT_CHARS = 20_000  # regexes see at most this much of a text (head), bounding backtracking
+PROXIMITY_MAX_POSITIONS = 64
+PART_WORD = -1
+
+Classifier = Callable[[str, str], Iterable[Hit]]
 
 
 @dataclass(frozen=True)
 class Ruleset:
-    """Compiled, immutable rules; safe to share between threads."""
+    """Compiled, immutable rules; safe to share between threads (nothing mutates it after compile)."""
 
     version: str
     rules: tuple[Rule, ...]
-    compiled: tuple[tuple[Rule, re.Pattern], ...]
+    automaton: object = None
+    squash_automaton: object = None
+    regexes: tuple[tuple[int, re.Pattern, tuple[str, ...]], ...] = ()
+    proximity: tuple[tuple[int, int], ...] = ()  # (rule index, number of parts)
+    term_count: int = 0
+    weights: dict = field(default_factory=dict, compare=False, hash=False)
+    classifier: Classifier | None = field(default=None, compare=False)
+
+
+def _split_alternatives(pattern: str) -> list[str]:
+    return [p.strip() for p in pattern.split("|") if p.strip()]
+
+
+def _term_key(term: str, match_type: str) -> str:
+    """The automaton key of one term; ``""`` when nothing is left after normalization."""
+    prefix = term.endswith("*") and match_type != "substring"
+    norm = nz.normalize_term(term.rstrip("*") if prefix else term)
+    if not norm:
+        return ""
+    if match_type == "substring":
+        return norm.replace(" ", "") if " " not in term else norm
+    return f" {norm}" if prefix else f" {norm} "
+
+
+def compile_ruleset(rules: Iterable[Rule], version: str = "builtin", *, classifier: Classifier | None = None) -> Ruleset:
+    """Compile ``rules`` once; invalid regexes are skipped (they can never match) rather than raising."""
+    rules = tuple(rules)
+    keys: dict[str, list[tuple[int, int]]] = {}
+    squash_keys: dict[str, list[tuple[int, int]]] = {}
+    regexes = []
+    proximity = []
+
+    def add(key: str, ref: tuple[int, int], term_norm: str) -> None:
+        keys.setdefault(key, []).append(ref)
+        squashed = term_norm.replace(" ", "")
+        if len(squashed) >= 4:
+            squash_keys.setdefault(squashed, []).append(ref)
+
+    for index, rule in enumerate(rules):
+        if rule.match_type == "regex":
+            try:
+                compiled = re.compile(rule.pattern, re.IGNORECASE)
+            except (re.error, TypeError, ValueError, OverflowError, RecursionError):
+                continue
+            prefilter = tuple(nz.base_view(t) for t in _split_alternatives(rule.prefilter))
+            regexes.append((index, compiled, prefilter))
+        elif rule.match_type == "proximity":
+            parts = [_split_alternatives(part) for part in rule.pattern.split("~")]
+            parts = [p for p in parts if p]
+            if len(parts) < 2:
+                continue
+            for part_index, terms in enumerate(parts):
+                for term in terms:
+                    key = _term_key(term, "word")
+                    if key:
+                        add(key, (index, part_index), key.strip())
+            proximity.append((index, len(parts)))
+        else:
+            for term in _split_alternatives(rule.pattern):
+                key = _term_key(term, rule.match_type)
+                if key:
+                    add(key, (index, PART_WORD), key.strip())
+    return Ruleset(
+        version=version,
+        rules=rules,
+        automaton=_build(keys),
+        squash_automaton=_build(squash_keys),
+        regexes=tuple(regexes),
+        proximity=tuple(proximity),
+        term_count=len(keys),
+        weights={rule.rule_id: rule.weight for rule in rules if rule.weight},
+        classifier=classifier,
+    )
+
+
+def _build(keys: dict[str, list[tuple[int, int]]]):
+    automaton = ahocorasick.Automaton()
+    for key, refs in keys.items():
+        automaton.add_word(key, (len(key), tuple(refs)))
+    if len(automaton):
+        automaton.make_automaton()
+        return automaton
+    return None
 
 
 def default_rules() -> list[Rule]:
-    return list(_BUILTIN)
+    """Every rule of every shipped pack, in pack order."""
+    from safety_admin.detectors.packs import load_packs
 
-
-def compile_ruleset(rules, version: str = "builtin") -> Ruleset:
-    compiled = []
-    for rule in rules:
-        pattern = rule.pattern if rule.match_type == "regex" else r"\b" + re.escape(rule.pattern.lower()) + r"\b"
-        compiled.append((rule, re.compile(pattern, re.IGNORECASE)))
-    return Ruleset(version=version, rules=tuple(rules), compiled=tuple(compiled))
+    return [rule for rules in load_packs().values() for rule in rules]
 
 
 @lru_cache(maxsize=1)
@@ -47,18 +128,299 @@ def default_ruleset() -> Ruleset:
     return compile_ruleset(default_rules(), version="builtin")
 
 
-def check(text: str, direction: str, ruleset: Ruleset | None = None) -> Verdict:
-    """Scan ``text`` for ``direction`` ("prompt" or "output"); never raises on any ``str``."""
+@dataclass
+class _Found:
+    """Where one rule matched: first span per view, and token positions per proximity part."""
+
+    views: dict[str, tuple[int, int, nz.View | None, str]] = field(default_factory=dict)
+    parts: dict[str, dict[int, list[tuple[int, int, int]]]] = field(default_factory=dict)
+
+
+class _Scan:
+    """One check of one text: collects matches over every view, then turns them into hits."""
+
+    def __init__(self, ruleset: Ruleset, direction: str):
+        self.rs = ruleset
+        self.direction = direction
+        self.found: dict[int, _Found] = {}
+        self._applies = {}
+
+    def applies(self, index: int) -> bool:
+        ok = self._applies.get(index)
+        if ok is None:
+            ok = self._applies[index] = self.rs.rules[index].applies_to(self.direction)
+        return ok
+
+    def run_view(self, view: nz.View, label: str, origin: tuple[int, int] | None) -> None:
+        automaton = self.rs.automaton
+        if automaton is None:
+            return
+        text = view.text
+        for end, (length, refs) in automaton.iter(text):
+            start = end - length + 1
+            for index, part in refs:
+                if not self.applies(index):
+                    continue
+                entry = self.found.get(index)
+                if entry is None:
+                    entry = self.found[index] = _Found()
+                if part == PART_WORD:
+                    if label not in entry.views:
+                        entry.views[label] = (start, end + 1, view, origin)
+                else:
+                    positions = entry.parts.setdefault(label, {}).setdefault(part, [])
+                    if len(positions) < PROXIMITY_MAX_POSITIONS:
+                        token = text.count(" ", 0, start + 1)
+                        positions.append((token, start, end + 1))
+                    entry.views.setdefault("_prox_" + label, (start, end + 1, view, origin))
+
+    def run_squash(self, runs: list[tuple[str, int, int]], label: str, origin_of: Callable) -> None:
+        automaton = self.rs.squash_automaton
+        if automaton is None:
+            return
+        for run, start, end in runs:
+            for _end, (_length, refs) in automaton.iter(run):
+                for index, part in refs:
+                    if not self.applies(index):
+                        continue
+                    entry = self.found.setdefault(index, _Found())
+                    if part == PART_WORD:
+                        entry.views.setdefault(label, (0, 0, None, origin_of(start, end)))
+                    else:
+                        positions = entry.parts.setdefault(label, {}).setdefault(part, [])
+                        # every squashed run counts as one token position: parts must sit near each other
+                        positions.append((start // 2, 0, 0))
+                        entry.views.setdefault("_prox_" + label, (0, 0, None, origin_of(start, end)))
+
+
+def _raise(severity: str, steps: int = 1) -> str:
+    return SEVERITIES[min(len(SEVERITIES) - 1, SEVERITY_RANK[severity] + steps)]
+
+
+class _SpanMap:
+    """Maps offsets in a view back to the original text, computed only when a hit needs it."""
+
+    def __init__(self, text: str, base: str):
+        self.text = text
+        self.base = base
+        self._offsets: list[int] | None = None
+
+    def base_to_original(self, pos: int) -> int:
+        if self._offsets is None:
+            rebuilt, offsets = nz.base_offsets(self.text)
+            self._offsets = offsets if rebuilt == self.base else []
+        if self._offsets:
+            if pos >= len(self._offsets):
+                return len(self.text)
+            return self._offsets[pos]
+        return int(pos * len(self.text) / max(1, len(self.base)))
+
+    def word_to_base(self, source: str, word_pos: int) -> int:
+        # The word view collapses each separator run to one space after one leading pad space.
+        stripped = source.lstrip()
+        lead = len(source) - len(stripped)
+        position, base_pos, word_index = 0, lead, 1
+        for match in nz.SEPARATORS_RE.finditer(stripped):
+            gap = match.start() - position
+            if word_index + gap >= word_pos:
+                return base_pos + (word_pos - word_index)
+            word_index += gap + 1
+            base_pos += gap + (match.end() - match.start())
+            position = match.end()
+        return min(len(source), base_pos + max(0, word_pos - word_index))
+
+    def span(self, view: nz.View, start: int, end: int) -> tuple[int, int]:
+        # Padding spaces are part of the keys: trim them off before mapping.
+        while start < end and view.text[start] == " ":
+            start += 1
+        while end > start and view.text[end - 1] == " ":
+            end -= 1
+        base_start = self.word_to_base(view.base, start)
+        base_end = self.word_to_base(view.base, end)
+        if len(view.base) != len(self.base):  # repeat-collapsed views: proportional
+            scale = len(self.base) / max(1, len(view.base))
+            base_start, base_end = int(base_start * scale), int(base_end * scale)
+        first = self.base_to_original(base_start)
+        last = self.base_to_original(max(base_start, base_end - 1)) + 1
+        return first, max(first, last)
+
+
+def _proximity_span(parts: dict[int, list[tuple[int, int, int]]], count: int, window: int):
+    """The (start, end) of a window of ``window`` tokens holding every part, or None."""
+    if len(parts) < count:
+        return None
+    anchors = parts[0]
+    for token, start, end in anchors:
+        lo_start, hi_end, ok = start, end, True
+        for part in range(1, count):
+            near = [p for p in parts[part] if abs(p[0] - token) <= window]
+            if not near:
+                ok = False
+                break
+            best = min(near, key=lambda p: abs(p[0] - token))
+            lo_start, hi_end = min(lo_start, best[1]), max(hi_end, best[2])
+        if ok:
+            return lo_start, hi_end
+    return None
+
+
+def _scan_text(rs: Ruleset, text: str, direction: str, depth: int, origin: tuple[int, int] | None, prefix: str):
+    """Match one text (the original or a decoded payload); returns (scan, span map, base, signals)."""
+    scan = _Scan(rs, direction)
+    base = nz.base_view(text)
+    spans = _SpanMap(text, base)
+    for view in nz.views(text, base):
+        scan.run_view(view, prefix + view.name, origin)
+    runs = nz.squash_runs(base)
+    if runs:
+
+        def origin_of(start: int, end: int) -> tuple[int, int]:
+            if origin is not None:
+                return origin
+            return spans.base_to_original(start), spans.base_to_original(max(start, end - 1)) + 1
+
+        scan.run_squash(runs, prefix + "squash", origin_of)
+    return scan, spans, base
+
+
+def _hits_for(scan: _Scan, spans: _SpanMap, text: str, base: str, direction: str) -> list[Hit]:
+    rs = scan.rs
+    hits: list[Hit] = []
+    clean = None
+    for index, compiled, prefilter in rs.regexes:
+        if not scan.applies(index):
+            continue
+        if prefilter and not any(term in base for term in prefilter):
+            continue
+        if clean is None:
+            clean = nz.clean_view(text[:REGEX_INPUT_CHARS])
+        match = compiled.search(clean)
+        if match:
+            scan.found.setdefault(index, _Found()).views["base"] = (match.start(), match.end(), None, "regex")
+    for index, parts in rs.proximity:
+        entry = scan.found.get(index)
+        if entry is None:
+            continue
+        for label, by_part in entry.parts.items():
+            got = _proximity_span(by_part, parts, rs.rules[index].window)
+            if got is not None:
+                start, end = got
+                _start, _end, view, origin = entry.views["_prox_" + label]
+                entry.views.setdefault(label, (start, end, view, origin))
+    for index, entry in scan.found.items():
+        labels = [label for label in entry.views if not label.startswith("_prox_")]
+        if not labels:
+            continue
+        rule = rs.rules[index]
+        label = "base" if "base" in labels else labels[0]
+        start, end, view, origin = entry.views[label]
+        if origin == "regex":
+            # regex spans are in the clean view, which keeps one char per original char when ASCII
+            scale = len(text) / max(1, len(nz.clean_view(text[:REGEX_INPUT_CHARS])))
+            span = (start, end) if text.isascii() else (int(start * scale), int(end * scale))
+        elif isinstance(origin, tuple):
+            span = origin
+        elif view is not None:
+            span = spans.span(view, start, end)
+        else:
+            span = (0, len(text))
+        severity = rule.severity
+        hits.append(Hit(rule.rule_id, rule.reason_code, severity, rule.action, span[0], span[1], label, "", direction))
+    return hits
+
+
+def _scan_all(rs: Ruleset, text: str, direction: str) -> list[Hit]:
+    text = nz.sanitize(text)
+    scan, spans, base = _scan_text(rs, text, direction, 0, None, "")
+    hits = _hits_for(scan, spans, text, base, direction)
+    # Decoded payloads (base64, hex, tags, URL, HTML, bidi) are scanned as texts of their own, bounded in depth.
+    queue = [(kind, decoded, start, end, 1) for kind, decoded, start, end in nz.payloads(text)]
+    seen = 0
+    while queue and seen < nz.MAX_PAYLOADS:
+        kind, decoded, start, end, depth = queue.pop(0)
+        seen += 1
+        decoded = nz.sanitize(decoded[: nz.MAX_PAYLOAD_CHARS])
+        sub_scan, sub_spans, sub_base = _scan_text(rs, decoded, direction, depth, (start, end), kind + ":")
+        for hit in _hits_for(sub_scan, sub_spans, decoded, sub_base, direction):
+            view = hit.view if hit.view.startswith(kind) else f"{kind}:{hit.view}"
+            hits.append(Hit(hit.rule_id, hit.reason_code, hit.severity, hit.action, start, end, view, "", direction))
+        if depth < nz.MAX_DECODE_DEPTH:
+            queue.extend((f"{kind}:{k}", d, start, end, depth + 1) for k, d, _s, _e in nz.payloads(decoded))
+    return _finish(rs, hits, text, base, direction, spans)
+
+
+_OBFUSCATION_ACTION = {"refuse": "review", "review": "review", "log": "log"}
+
+
+def _finish(rs: Ruleset, hits: list[Hit], text: str, base: str, direction: str, spans: _SpanMap) -> list[Hit]:
+    # One hit per rule: the base view wins; a rule seen only in other views is an evasion.
+    by_rule: dict[str, Hit] = {}
+    for hit in hits:
+        known = by_rule.get(hit.rule_id)
+        if known is None or (hit.view == "base" and known.view != "base"):
+            by_rule[hit.rule_id] = hit
+    out: list[Hit] = []
+    obfuscated: list[Hit] = []
+    for hit in by_rule.values():
+        if hit.view != "base" and hit.reason_code != "OBFUSCATION":
+            raised = Hit(hit.rule_id, hit.reason_code, _raise(hit.severity), hit.action, hit.start, hit.end,
+                         hit.view, "", direction)  # fmt: skip
+            out.append(raised)
+            obfuscated.append(raised)
+        else:
+            out.append(hit)
+    if obfuscated:
+        strongest = max(obfuscated, key=lambda h: (ACTION_RANK[h.action], SEVERITY_RANK[h.severity]))
+        action = _OBFUSCATION_ACTION[strongest.action]
+        out.append(Hit("obfuscation.evasive_match", "OBFUSCATION", strongest.severity, action, strongest.start,
+                       strongest.end, strongest.view, "", direction))  # fmt: skip
+    for signal in nz.signals(text, base):
+        if signal.name in ("leetspeak", "letter_spacing"):
+            start = spans.base_to_original(signal.start)
+            end = spans.base_to_original(max(signal.start, signal.end - 1)) + 1
+        else:
+            start, end = signal.start, signal.end
+        action = "review" if signal.strength >= 2 else "log"
+        severity = "medium" if signal.strength >= 2 else "low"
+        out.append(Hit(f"obfuscation.{signal.name}", "OBFUSCATION", severity, action, start, end, "signal", "",
+                       direction))  # fmt: skip
+    # Weighted signal rules: several weak signs of one kind add up to a review.
+    scores: dict[str, int] = {}
+    weighted: dict[str, list[Hit]] = {}
+    for hit in out:
+        weight = rs.weights.get(hit.rule_id, 0)
+        if weight:
+            scores[hit.reason_code] = scores.get(hit.reason_code, 0) + weight
+            weighted.setdefault(hit.reason_code, []).append(hit)
+    for code, score in scores.items():
+        if score >= SCORE_THRESHOLD:
+            group = weighted[code]
+            severity = max((h.severity for h in group), key=SEVERITY_RANK.__getitem__)
+            severity = _raise(severity) if score >= 2 * SCORE_THRESHOLD else severity
+            out.append(Hit(f"score.{code.lower()}", code, severity, "review", min(h.start for h in group),
+                           max(h.end for h in group), "score", "", direction))  # fmt: skip
+    out.sort(key=lambda h: (h.start, h.rule_id))
+    return out
+
+
+ERROR_RULE_ID = "engine.error"
+
+
+def check(text: str, direction: str, ruleset: Ruleset | None = None, *, classifier: Classifier | None = None) -> Verdict:
+    """Scan ``text`` for ``direction`` ("prompt" or "output"); never raises on any ``str``.
+
+    ``classifier`` (or the ruleset's) is an optional extra detector, e.g. a small offline ML model, called as
+    ``classifier(text, direction)`` and returning hits of the same shape; it is off by default.
+    """
     started = time.perf_counter()
     ruleset = ruleset or default_ruleset()
-    base = unicodedata.normalize("NFKC", text or "")
-    hits = []
-    for rule, regex in ruleset.compiled:
-        if not rule.applies_to(direction):
-            continue
-        match = regex.search(base[:100_000])
-        if match:
-            hits.append(Hit(rule.rule_id, rule.reason_code, rule.severity, rule.action, match.start(), match.end()))
+    try:
+        hits = _scan_all(ruleset, text if isinstance(text, str) else str(text or ""), direction)
+        extra = classifier or ruleset.classifier
+        if extra is not None:
+            hits.extend(extra(text, direction))
+    except Exception:  # fail closed: a detector bug must send the text to a human, never let it through unseen
+        hits = [Hit(ERROR_RULE_ID, "UNCLASSIFIED_REVIEW", "medium", "review", 0, 0, "error", "", direction)]
     action = max((h.action for h in hits), key=ACTION_RANK.__getitem__, default="pass")
     elapsed = int((time.perf_counter() - started) * 1_000_000)
     return Verdict(action=action, hits=tuple(hits), elapsed_us=elapsed, ruleset_version=ruleset.version)

@@ -30,6 +30,10 @@ class Rule:
     match_type: str = "word"
     window: int = 8
     note: str = ""
+    # regex rules: run only when one of these "|"-separated literals is in the base view (a cheap prefilter)
+    prefilter: str = ""
+    # signal rules: weight added to the rule's reason-code score; a score of SCORE_THRESHOLD escalates
+    weight: int = 0
 
     def applies_to(self, direction: str) -> bool:
         return self.direction == "both" or self.direction == direction
@@ -47,6 +51,7 @@ class Hit:
     end: int
     view: str = "base"
     matched: str = ""
+    direction: str = ""
 
     def as_dict(self) -> dict:
         return {
@@ -56,6 +61,7 @@ class Hit:
             "action": self.action,
             "span": [self.start, self.end],
             "view": self.view,
+            "direction": self.direction,
         }
 
 

@@ -1,0 +1,300 @@
+"""Normalization views: several matching views of one text, each cheap and bounded.
+
+The base view is: strip default-ignorable and tag characters -> NFKC -> casefold -> drop combining marks.
+The other views (confusable-folded, leet-folded, separator-squashed, repeat-collapsed, rot13, decoded
+payloads) are built from it only when the text shows the trait they undo, so ordinary prompts pay for one
+or two views. Patterns go through the same base normalization when a ruleset compiles.
+"""
+
+import base64
+import binascii
+import html
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import unquote
+
+MAX_SCAN_CHARS = 200_000  # longer texts are scanned at the head and the tail
+MAX_DECODE_DEPTH = 2
+MAX_PAYLOADS = 16
+MAX_PAYLOAD_CHARS = 20_000
+
+# Default_Ignorable_Code_Point (DerivedCoreProperties) plus blank-looking characters that are not in it.
+_IGNORABLE_RANGES = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x2800, 0x2800),
+    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+IGNORABLE = {cp: None for lo, hi in _IGNORABLE_RANGES for cp in range(lo, hi + 1)}
+# Characters that hide inside words to split them for a matcher (zero-width, soft hyphen, joiners, fillers).
+_IGNORABLE_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _IGNORABLE_RANGES)
+IGNORABLE_RE = re.compile(f"[{_IGNORABLE_CLASS}]")
+IN_WORD_IGNORABLE_RE = re.compile(f"(?<=\\w)[{_IGNORABLE_CLASS}]+(?=\\w)")
+TAG_RE = re.compile("[\U000e0020-\U000e007e]+")
+SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+LEET = str.maketrans({"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "|": "l", "0": "o", "5": "s",
+                      "$": "s", "7": "t", "+": "t", "8": "b", "9": "g", "6": "g", "2": "z"})  # fmt: skip
+LEET_TOKEN_RE = re.compile(r"(?<![\w@$!|+])(?=[\w@$!|+]*[a-z])(?=[\w@$!|+]*[0-9@$!|+][a-z])[\w@$!|+]{3,}")
+ROT13 = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZabcdefghijklm"
+)
+SEPARATORS_RE = re.compile(r"[\W_]+")
+# Runs of single letters split by 1-3 separators: "b o m b", "b.o.m.b", "b-o-m-b".
+SQUASH_RE = re.compile(r"(?<![^\W_])(?:[^\W_][\W_]{1,3}){3,}[^\W_](?![^\W_])")
+REPEAT_RE = re.compile(r"([^\W\d_])\1{2,}")
+BASE64_RE = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
+HEX_RE = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}(?:[\s:,]|\\x|0x)?){8,}")
+PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+ENTITY_RE = re.compile(r"&#?[0-9A-Za-z]{2,8};")
+
+
+def _load_confusables() -> dict[int, str]:
+    """Map every character that Unicode lists as confusable with an ASCII letter or digit to that character."""
+    table: dict[int, str] = {}
+    try:
+        import confusable_homoglyphs  # data package; optional at import so a bare checkout still scans
+
+        path = confusable_homoglyphs.__file__.rsplit("/", 1)[0] + "/confusables.json"
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (ImportError, OSError, ValueError):
+        data = {}
+    for char, glyphs in data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        for glyph in glyphs:
+            target = glyph.get("c", "")
+            if len(target) == 1 and target.isascii() and target.isalnum():
+                table[ord(char)] = target.lower()
+                break
+    # Symbol alphabets NFKC leaves alone: small capitals, negative squared and regional-indicator letters.
+    small_caps = "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡxʏᴢ"
+    for index, char in enumerate(small_caps):
+        table.setdefault(ord(char), chr(ord("a") + index))
+    for base in (0x1F130, 0x1F150, 0x1F170, 0x1F1E6):
+        for index in range(26):
+            table[base + index] = chr(ord("a") + index)
+    for digit in "0123456789":
+        table.pop(ord(digit), None)
+    return table
+
+
+CONFUSABLES = _load_confusables()
+_CONFUSABLE_CHARS = frozenset(chr(cp) for cp in CONFUSABLES)
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    folded = unicodedata.normalize("NFKC", char).casefold()
+    decomposed = unicodedata.normalize("NFD", folded)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def sanitize(text: str) -> str:
+    """Make any ``str`` safe to process: lone surrogates become U+FFFD; bounded length (head + tail)."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if len(text) > MAX_SCAN_CHARS:
+        half = MAX_SCAN_CHARS // 2
+        text = text[:half] + "\n" + text[-half:]
+    if SURROGATE_RE.search(text):
+        text = SURROGATE_RE.sub("\ufffd", text)
+    return text
+
+
+def base_view(text: str) -> str:
+    """decode -> strip ignorables and tags -> NFKC -> casefold -> strip combining marks."""
+    stripped = text.translate(IGNORABLE)
+    if stripped.isascii():
+        return stripped.lower()
+    folded = unicodedata.normalize("NFKC", stripped).casefold()
+    decomposed = unicodedata.normalize("NFD", folded)
+    if decomposed.isascii():
+        return decomposed
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+def clean_view(text: str) -> str:
+    """Ignorables stripped and NFKC, case kept: what regex rules (secrets, code) run on."""
+    stripped = text.translate(IGNORABLE)
+    return stripped if stripped.isascii() else unicodedata.normalize("NFKC", stripped)
+
+
+def normalize_term(term: str) -> str:
+    """A pattern in the same space as the word view: base view, separators collapsed to one space."""
+    return SEPARATORS_RE.sub(" ", base_view(term)).strip()
+
+
+def word_view(base: str) -> str:
+    """Pad and collapse separators so that `` term `` matches with word-boundary semantics."""
+    return " " + SEPARATORS_RE.sub(" ", base).strip() + " "
+
+
+def base_offsets(text: str) -> tuple[str, list[int]]:
+    """The base view rebuilt char by char with the original index of each output char (for spans)."""
+    out: list[str] = []
+    offsets: list[int] = []
+    for index, char in enumerate(text):
+        if ord(char) in IGNORABLE:
+            continue
+        folded = char.lower() if char.isascii() else _fold_char(char)
+        out.append(folded)
+        offsets.extend([index] * len(folded))
+    return "".join(out), offsets
+
+
+@dataclass(frozen=True)
+class View:
+    """One matching view: ``text`` is the padded word view; spans map back through ``origin``."""
+
+    name: str
+    text: str
+    origin: tuple[int, int] | None = None  # a fixed span in the original (decoded payloads, squash runs)
+    base: str = ""  # the unpadded text the word view came from, for mapping spans
+
+
+@dataclass(frozen=True)
+class Signal:
+    """An obfuscation trait of the text itself, reported as an OBFUSCATION hit."""
+
+    name: str
+    start: int
+    end: int
+    strength: int
+
+
+def _printable_ratio(text: str) -> float:
+    if not text:
+        return 0.0
+    good = sum(1 for c in text if c.isalnum() or c in " .,;:!?'\"-()\n")
+    return good / len(text)
+
+
+def _decode_base64(run: str) -> str:
+    padded = run + "=" * (-len(run) % 4)
+    try:
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return ""
+    return decoded if _printable_ratio(decoded) > 0.85 and " " in decoded.strip() else ""
+
+
+def _decode_hex(run: str) -> str:
+    digits = re.sub(r"\\x|0x|[\s:,]", "", run)
+    try:
+        decoded = bytes.fromhex(digits).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return decoded if _printable_ratio(decoded) > 0.85 else ""
+
+
+def payloads(text: str) -> list[tuple[str, str, int, int]]:
+    """Decoded hidden channels of ``text``: (kind, decoded text, start, end) with bounded count and size."""
+    found: list[tuple[str, str, int, int]] = []
+    for match in TAG_RE.finditer(text):
+        if match.end() - match.start() >= 3:
+            decoded = "".join(chr(ord(c) - 0xE0000) for c in match.group())
+            found.append(("tags", decoded, match.start(), match.end()))
+    for match in BASE64_RE.finditer(text):
+        run = match.group()
+        if not (any(c.isdigit() or c in "+/=" for c in run) or (run != run.lower() and run != run.upper())):
+            continue
+        decoded = _decode_base64(run[:MAX_PAYLOAD_CHARS])
+        if decoded:
+            found.append(("base64", decoded, match.start(), match.end()))
+        if len(found) >= MAX_PAYLOADS:
+            return found
+    for match in HEX_RE.finditer(text):
+        decoded = _decode_hex(match.group()[:MAX_PAYLOAD_CHARS])
+        if decoded:
+            found.append(("hex", decoded, match.start(), match.end()))
+    if "%" in text and len(PERCENT_RE.findall(text[:MAX_PAYLOAD_CHARS])) >= 3:
+        decoded = unquote(text[:MAX_PAYLOAD_CHARS])
+        if decoded != text[:MAX_PAYLOAD_CHARS]:
+            found.append(("url", decoded, 0, min(len(text), MAX_PAYLOAD_CHARS)))
+    if "&" in text and ENTITY_RE.search(text):
+        decoded = html.unescape(text[:MAX_PAYLOAD_CHARS])
+        if decoded != text[:MAX_PAYLOAD_CHARS]:
+            found.append(("html", decoded, 0, min(len(text), MAX_PAYLOAD_CHARS)))
+    if "\u202e" in text:
+        found.append(("bidi", text[::-1][:MAX_PAYLOAD_CHARS], 0, len(text)))
+    return found[:MAX_PAYLOADS]
+
+
+def views(text: str, base: str) -> list[View]:
+    """Every cheap view of one (already sanitized) text, base first."""
+    out = [View("base", word_view(base), base=base)]
+    if not base.isascii():
+        confusable = base.translate(CONFUSABLES)
+        if confusable != base:
+            out.append(View("confusable", word_view(confusable), base=confusable))
+    leet_source = out[-1].base
+    if LEET_TOKEN_RE.search(leet_source):
+        leet = LEET_TOKEN_RE.sub(lambda m: m.group().translate(LEET), leet_source)
+        if leet != leet_source:
+            out.append(View("leet", word_view(leet), base=leet))
+    if REPEAT_RE.search(base):
+        out.append(View("repeat", word_view(REPEAT_RE.sub(r"\1", base)), base=REPEAT_RE.sub(r"\1", base)))
+        out.append(View("repeat2", word_view(REPEAT_RE.sub(r"\1\1", base)), base=REPEAT_RE.sub(r"\1\1", base)))
+    out.append(View("rot13", word_view(base.translate(ROT13)), base=base.translate(ROT13)))
+    return out
+
+
+def squash_runs(base: str) -> list[tuple[str, int, int]]:
+    """Spaced-out letter runs of the base view, squashed: ("bomb", start, end) for "b o m b"."""
+    runs = []
+    for match in SQUASH_RE.finditer(base):
+        runs.append((SEPARATORS_RE.sub("", match.group()), match.start(), match.end()))
+        if len(runs) >= 64:
+            break
+    return runs
+
+
+# Letters by script, for the mixed-script token signal.
+_SCRIPT_RE = {
+    "latin": re.compile(r"[a-zA-Z\u00c0-\u024f]"),
+    "cyrillic": re.compile(r"[\u0400-\u04ff]"),
+    "greek": re.compile(r"[\u0370-\u03ff]"),
+}
+_TOKEN_RE = re.compile(r"[^\W\d_]{2,}")
+_WEIRD_CASE_RE = re.compile(r"[a-z][A-Z].*[a-z][A-Z]|[A-Z]{2}[a-z]+[A-Z]|[a-z][A-Z]+[a-z]+[A-Z]")
+
+
+def signals(text: str, base: str) -> list[Signal]:
+    """Traits that only an evasion attempt leaves: smuggled tags, split words, mixed scripts, odd case, leet."""
+    found: list[Signal] = []
+    tags = TAG_RE.search(text)
+    if tags:
+        found.append(Signal("tag_smuggling", tags.start(), tags.end(), 3))
+    if not text.isascii():
+        splits = IN_WORD_IGNORABLE_RE.findall(text)
+        if len(splits) >= 2:
+            first = IN_WORD_IGNORABLE_RE.search(text)
+            found.append(Signal("invisible_split", first.start(), first.end(), 2 if len(splits) >= 3 else 1))
+        mixed = [
+            m
+            for m in _TOKEN_RE.finditer(text)
+            if _SCRIPT_RE["latin"].search(m.group())
+            and (_SCRIPT_RE["cyrillic"].search(m.group()) or _SCRIPT_RE["greek"].search(m.group()))
+        ]
+        if len(mixed) >= 2:
+            found.append(Signal("mixed_script", mixed[0].start(), mixed[0].end(), 2 if len(mixed) >= 3 else 1))
+        elif mixed:
+            found.append(Signal("mixed_script", mixed[0].start(), mixed[0].end(), 1))
+    if not text.isupper():
+        weird = [m for m in _TOKEN_RE.finditer(text) if len(m.group()) >= 4 and _WEIRD_CASE_RE.search(m.group())]
+        if len(weird) >= 3:
+            found.append(Signal("odd_case", weird[0].start(), weird[0].end(), 2 if len(weird) >= 4 else 1))
+    leet = [m for m in LEET_TOKEN_RE.finditer(base) if sum(c.isalpha() for c in m.group()) >= 2]
+    leet = [m for m in leet if m.group().translate(LEET).isalpha() and not m.group()[-1].isdigit()]
+    if len(leet) >= 2:
+        found.append(Signal("leetspeak", leet[0].start(), leet[0].end(), 2 if len(leet) >= 3 else 1))
+    runs = [r for r in squash_runs(base) if len(r[0]) >= 5]
+    if runs:
+        found.append(Signal("letter_spacing", runs[0][1], runs[0][2], 2 if len(runs) >= 2 else 1))
+    return found

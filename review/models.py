@@ -48,11 +48,56 @@ class Escalation(models.Model):
     reviewer_ref = models.CharField(max_length=200, blank=True, default="", help_text="reviewer_id given by API calls")
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.TextField(blank=True, default="")
+    # One sortable number for "severity, then age", so keyset pagination is a single index range scan.
+    queue_key = models.BigIntegerField(default=0, help_text="(3 - severity_rank) * 10^16 + created_at in µs")
 
     class Meta:
         indexes = [
             models.Index(fields=["status", "-severity_rank", "created_at"], name="review_queue_order"),
+            models.Index(fields=["status", "queue_key", "id"], name="review_queue_key"),
+            models.Index(fields=["decided_at"], name="review_decided_at"),
         ]
 
     def __str__(self) -> str:
         return f"Escalation {self.pk} ({self.severity}, {self.status})"
+
+
+QUEUE_KEY_RANK_STEP = 10**16
+
+
+def queue_key_for(*, severity_rank: int, created_at) -> int:
+    """The queue order as one integer: higher severity first, then older first."""
+    return (3 - severity_rank) * QUEUE_KEY_RANK_STEP + int(created_at.timestamp() * 1_000_000)
+
+
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class BlocklistProposal(models.Model):
+    """Text a reviewer selected in a blocked escalation and proposed as a blocklist entry; admins accept or reject."""
+
+    text = models.CharField(max_length=500)
+    reason_code = models.CharField(max_length=40)
+    severity = models.CharField(max_length=8, choices=Severity.choices)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    escalation = models.ForeignKey(Escalation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    proposed_by_label = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=8, choices=ProposalStatus.choices, default=ProposalStatus.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_label = models.CharField(max_length=200, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"], name="review_proposal_status")]
+
+    def __str__(self) -> str:
+        return f"Proposal {self.pk}: {self.text[:40]!r} ({self.reason_code}, {self.status})"

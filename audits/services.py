@@ -1,17 +1,72 @@
-"""The single writer of the audit trail."""
+"""The single writer of the audit trail, its checkpoints, the lawful reveal and the content purge."""
 
+import hashlib
+import json
 import secrets
+import time
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 from django.utils import timezone
 
-from audits.models import AuditEvent
+from audits import signing
+from audits.chain import GENESIS_HASH, canonical_json, canonical_time, checkpoint_message, event_hash
+from audits.models import AuditCheckpoint, AuditEvent
 from safety_admin import context
+from safety_admin.privacy import decrypt_identifier, encrypt_identifier, pseudonymize
+
+# One PostgreSQL advisory lock serialises appends (held until the enclosing transaction ends).
+CHAIN_LOCK_KEY = 0x5AFE_A0D1
+REVEAL_FORBIDDEN = "Only privileged staff may reveal an identity."
+REVEAL_NEEDS_REASON = "Give the legal basis or case reference for this reveal."
+REVEAL_NOTHING = "This event holds no encrypted identity."
+REVEAL_MISMATCH = "The encrypted identity does not match the chained pseudonym; the event was tampered with."
+
+ACTION_REVEALED = "audits.identity.revealed"
+ACTION_PURGED = "audits.content.purged"
+ACTION_VERIFIED = "audits.chain.verified"
+ACTION_BROKEN = "audits.chain.broken"
+
+_TEXT_LIMITS = {"actor_label": 200, "action": 100, "subject_type": 100, "subject_id": 100, "subject_repr": 300,
+                "request_id": 64, "trace_id": 64}  # fmt: skip
+# Per-process hint of when this process last saw a checkpoint, to avoid a query per append.
+_last_checkpoint_seen: float | None = None
 
 
 def _new_ticket_id() -> str:
     return f"audit-{secrets.token_hex(10)}"
+
+
+def _clean_text(value: Any, limit: int) -> str:
+    # PostgreSQL text cannot hold NUL; cut to the column size so a long label never fails the caller's change.
+    return str(value or "").replace("\x00", "\ufffd")[:limit]
+
+
+def _canonical_data(data: dict[str, Any] | None) -> str:
+    """Canonical JSON for ``data``; dates, decimals and UUIDs become strings as in Django's encoder."""
+    if not data:
+        return "{}"
+    return canonical_json(json.loads(json.dumps(data, cls=DjangoJSONEncoder)))
+
+
+def content_digest(content: dict[str, str]) -> str:
+    """SHA-256 over canonical JSON of ``content`` (e.g. user_input, system_prompt, response): what the chain keeps."""
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def _chain_head() -> tuple[int, str]:
+    """Lock the chain for this transaction and return (last seq, last hash)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
+        # SQLite: the project opens every transaction IMMEDIATE, so this transaction already holds the write lock.
+        cursor.execute("SELECT seq, hash FROM audits_auditevent ORDER BY seq DESC LIMIT 1")
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
 @transaction.atomic
@@ -26,25 +81,181 @@ def audit_event_record(
     request_id: str = "",
     trace_id: str = "",
     data: dict[str, Any] | None = None,
+    principal_id: str = "",
+    content: dict[str, str] | None = None,
 ) -> AuditEvent:
-    """Append one event. Call it inside the transaction of the change it records.
+    """Append one event to the chain. Call it inside the transaction of the change it records.
 
-    Side effects: one AuditEvent row.
+    ``principal_id`` (a user or API principal identifier) is stored as its keyed pseudonym (chained) and
+    AES-GCM ciphertext (for the lawful reveal), never in clear. ``content`` (prompt/output text) is never
+    stored: only its digest goes into ``data["content_sha256"]``.
+
+    Side effects: one AuditEvent row; holds the chain lock until the enclosing transaction ends; every
+    ``AUDIT_CHECKPOINT_EVERY`` events or ``AUDIT_CHECKPOINT_SECONDS`` a signed AuditCheckpoint row.
     """
+    global _last_checkpoint_seen
     ctx = context.current()
     label = actor_label or (getattr(actor, "username", "") if actor is not None else "") or "system"
+    payload = dict(data or {})
+    if content is not None:
+        payload["content_sha256"] = content_digest(content)
+    ticket_id = _new_ticket_id()
     event = AuditEvent(
-        ticket_id=_new_ticket_id(),
-        created_at=timezone.now(),
-        actor=actor if getattr(actor, "pk", None) else None,
-        actor_label=label[:200],
-        action=action,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        subject_repr=subject_repr[:300],
-        request_id=request_id or ctx.request_id,
-        trace_id=trace_id or ctx.trace_id,
-        data=data or {},
+        ticket_id=ticket_id,
+        actor_id=actor.pk if getattr(actor, "pk", None) else None,
+        actor_label=_clean_text(label, 200),
+        action=_clean_text(action, 100),
+        subject_type=_clean_text(subject_type, 100),
+        subject_id=_clean_text(subject_id, 100),
+        subject_repr=_clean_text(subject_repr, 300),
+        request_id=_clean_text(request_id or ctx.request_id, 64),
+        trace_id=_clean_text(trace_id or ctx.trace_id, 64),
+        principal_pseudonym=pseudonymize(principal_id),
+        principal_ciphertext=encrypt_identifier(principal_id, context=ticket_id),
     )
+    data_text = _canonical_data(payload)
+    event.data = json.loads(data_text)
+    last_seq, last_hash = _chain_head()
+    event.seq = last_seq + 1
+    event.prev_hash = last_hash
+    # Time is taken under the lock so it never goes backwards along the chain within one clock.
+    event.created_at = timezone.now()
+    event.hash = event_hash(
+        (event.seq, last_hash, ticket_id, canonical_time(event.created_at), event.actor_id, event.actor_label,
+         event.action, event.subject_type, event.subject_id, event.subject_repr, event.request_id, event.trace_id,
+         event.principal_pseudonym, data_text)
+    )  # fmt: skip
+    event._chained = True
     event.save()
+    if event.seq % max(settings.AUDIT_CHECKPOINT_EVERY, 1) == 0:
+        _checkpoint_write(event.seq, event.hash)
+    elif _last_checkpoint_seen is None or time.monotonic() - _last_checkpoint_seen > settings.AUDIT_CHECKPOINT_SECONDS:
+        latest = AuditCheckpoint.objects.order_by("-seq").values_list("created_at", flat=True).first()
+        if latest is None or timezone.now() - latest >= timedelta(seconds=settings.AUDIT_CHECKPOINT_SECONDS):
+            _checkpoint_write(event.seq, event.hash)
+        _last_checkpoint_seen = time.monotonic()
+    if actor is not None and event.actor_id:
+        event.actor = actor
     return event
+
+
+def _checkpoint_write(seq: int, head_hash: str) -> AuditCheckpoint:
+    created = timezone.now()
+    checkpoint = AuditCheckpoint(
+        seq=seq,
+        head_hash=head_hash,
+        created_at=created,
+        public_key=signing.public_key_hex(),
+        signature=signing.sign(checkpoint_message(seq, head_hash, canonical_time(created))),
+    )
+    checkpoint._chained = True
+    checkpoint.save()
+    return checkpoint
+
+
+@transaction.atomic
+def audit_checkpoint_create() -> AuditCheckpoint | None:
+    """Sign the current chain head unless a checkpoint already covers it; None when there is nothing to sign.
+
+    Side effects: takes the chain lock; at most one AuditCheckpoint row.
+    """
+    last_seq, last_hash = _chain_head()
+    if last_seq == 0 or AuditCheckpoint.objects.filter(seq=last_seq).exists():
+        return None
+    return _checkpoint_write(last_seq, last_hash)
+
+
+def user_is_privileged_staff(user) -> bool:
+    """Staff with the privileged tier: the only people who may reveal an identity."""
+    return bool(user is not None and user.is_active and user.is_staff and getattr(user, "tier", "") == "privileged")
+
+
+@transaction.atomic
+def audit_identity_reveal(*, event: AuditEvent, actor, reason: str) -> str:
+    """Decrypt the identity behind ``event``'s pseudonym for a lawful request and return it.
+
+    Side effects: audit event ``audits.identity.revealed`` naming the revealer, the event and the reason
+    (not the identity itself). Raises PermissionDenied for anyone but privileged staff.
+    """
+    if not user_is_privileged_staff(actor):
+        raise PermissionDenied(REVEAL_FORBIDDEN)
+    reason = reason.strip()
+    if len(reason) < 5:
+        raise ValidationError(REVEAL_NEEDS_REASON)
+    if not event.principal_ciphertext:
+        raise ValidationError(REVEAL_NOTHING)
+    try:
+        identity = decrypt_identifier(event.principal_ciphertext, context=event.ticket_id)
+    except ValueError:
+        raise ValidationError(REVEAL_MISMATCH) from None
+    if pseudonymize(identity) != event.principal_pseudonym:
+        raise ValidationError(REVEAL_MISMATCH)
+    audit_event_record(
+        action=ACTION_REVEALED,
+        actor=actor,
+        subject_type="audits.event",
+        subject_id=str(event.seq),
+        subject_repr=f"{event.ticket_id} {event.action}"[:300],
+        data={"ticket_id": event.ticket_id, "pseudonym": event.principal_pseudonym, "reason": reason[:1000]},
+    )
+    return identity
+
+
+def audit_verification_record(*, result, actor_label: str = "verify_audit_chain") -> AuditEvent:
+    """Write the outcome of a chain verification into the chain itself (the admin index shows the latest).
+
+    Side effects: audit event ``audits.chain.verified`` or ``audits.chain.broken``.
+    """
+    return audit_event_record(
+        action=ACTION_VERIFIED if result.ok else ACTION_BROKEN,
+        actor_label=actor_label,
+        subject_type="audits.chain",
+        subject_id=str(result.last_seq),
+        subject_repr=f"events 1..{result.last_seq}",
+        data=result.as_dict(),
+    )
+
+
+PURGED_FIELDS = ("user_input", "system_prompt", "response")
+
+
+def content_purge(*, older_than_days: int | None = None, batch_size: int = 500, now=None) -> int:
+    """Blank prompt, system prompt and answer of requests older than the retention period.
+
+    Requests with a pending escalation keep their content. Each batch is one transaction with one audit
+    event ``audits.content.purged`` that lists the purged request ids with the SHA-256 of their content,
+    so the trail still proves what was there. Returns the number of requests purged.
+    """
+    from django.apps import apps  # audits imports no project app at module level
+
+    InferenceRequest = apps.get_model("inference", "InferenceRequest")
+    days = settings.CONTENT_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    candidates = (
+        InferenceRequest.objects.filter(created_at__lt=cutoff, content_purged_at__isnull=True)
+        .exclude(escalations__status="pending")
+        .order_by("created_at")
+    )
+    total = 0
+    while True:
+        with transaction.atomic():
+            rows = list(candidates.select_for_update(of=("self",)).values("pk", *PURGED_FIELDS)[:batch_size])
+            if not rows:
+                return total
+            stamp = timezone.now()
+            InferenceRequest.objects.filter(pk__in=[r["pk"] for r in rows]).update(
+                user_input="", system_prompt="", response="", content_purged_at=stamp
+            )
+            audit_event_record(
+                action=ACTION_PURGED,
+                actor_label="retention",
+                subject_type="inference.request",
+                subject_repr=f"{len(rows)} requests older than {days} days",
+                data={
+                    "retention_days": days,
+                    "cutoff": cutoff.isoformat(),
+                    "count": len(rows),
+                    "content_sha256": {str(r["pk"]): content_digest({f: r[f] for f in PURGED_FIELDS}) for r in rows},
+                },
+            )
+            total += len(rows)

@@ -1,9 +1,27 @@
-"""Pseudonymous identifiers: what logs, metrics and screens show instead of a principal's real id."""
+"""Personal identifiers: pseudonyms for logs, metrics and screens; AES-GCM ciphertext for the rare lawful reveal.
 
+``pseudonymize`` is a keyed HMAC (``PSEUDONYM_KEY``): stable, so analytics can count per principal without
+knowing who it is. ``encrypt_identifier`` / ``decrypt_identifier`` use AES-256-GCM with ``PII_ENCRYPTION_KEY``;
+only ``audits.services.audit_identity_reveal`` (privileged staff, itself audited) decrypts.
+Outside production a missing key is generated once and kept under ``DATA_DIR`` so restarts can still decrypt.
+"""
+
+import base64
+import binascii
 import hashlib
 import hmac
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+TOKEN_PREFIX = "v1"
+BAD_KEY = "PII_ENCRYPTION_KEY must be 32 bytes, given as 64 hex characters or base64."
+BAD_TOKEN = "The encrypted identifier is malformed or was encrypted with another key."
 
 
 def pseudonymize(identifier: str) -> str:
@@ -12,3 +30,94 @@ def pseudonymize(identifier: str) -> str:
         return ""
     digest = hmac.new(settings.PSEUDONYM_KEY.encode(), identifier.encode(), hashlib.sha256).hexdigest()
     return f"u_{digest[:16]}"
+
+
+def decode_key_bytes(raw: str, *, length: int, error: str) -> bytes:
+    """A key given as hex or (url-safe) base64; raises ImproperlyConfigured with ``error`` otherwise."""
+    raw = raw.strip()
+    candidates = []
+    if len(raw) == 2 * length:
+        try:
+            candidates.append(bytes.fromhex(raw))
+        except ValueError:
+            pass
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            candidates.append(decode(raw + "=" * (-len(raw) % 4)))
+        except (binascii.Error, ValueError):
+            pass
+    for value in candidates:
+        if len(value) == length:
+            return value
+    raise ImproperlyConfigured(error)
+
+
+def development_key_file(name: str, generate: Callable[[], bytes]) -> bytes:
+    """The bytes of ``DATA_DIR/<name>``, created once (0600, atomically) when missing. Never in production."""
+    if settings.PRODUCTION:
+        raise ImproperlyConfigured(f"{name}: keys must come from the environment when SAFETY_ENV=production")
+    path = Path(settings.DATA_DIR) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race; read its key below
+            pass
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(generate())
+    for _ in range(50):  # the winner may still be writing
+        content = path.read_bytes()
+        if content:
+            return content
+        time.sleep(0.01)
+    raise ImproperlyConfigured(f"{path} is empty; delete it to generate a new development key")
+
+
+_aes_cache: dict[str, bytes] = {}
+
+
+def pii_key() -> bytes:
+    """The 32-byte AES-GCM key: PII_ENCRYPTION_KEY, or the development key file."""
+    raw = (
+        settings.PII_ENCRYPTION_KEY
+        or development_key_file("pii-encryption.key", lambda: secrets.token_hex(32).encode()).decode()
+    )
+    if raw not in _aes_cache:
+        _aes_cache[raw] = decode_key_bytes(raw, length=32, error=BAD_KEY)
+    return _aes_cache[raw]
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(b"pii-key-id" + key).hexdigest()[:8]
+
+
+def encrypt_identifier(identifier: str, *, context: str = "") -> str:
+    """``v1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>``; ``context`` is bound as associated data."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not identifier:
+        return ""
+    key = pii_key()
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(key).encrypt(nonce, identifier.encode(), context.encode())
+    return f"{TOKEN_PREFIX}:{_key_id(key)}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
+
+
+def decrypt_identifier(token: str, *, context: str = "") -> str:
+    """The identifier inside ``token``; ValueError(BAD_TOKEN) when it is malformed, altered or from another key."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        prefix, key_id, body = token.split(":")
+        blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (ValueError, binascii.Error):
+        raise ValueError(BAD_TOKEN) from None
+    key = pii_key()
+    if prefix != TOKEN_PREFIX or key_id != _key_id(key) or len(blob) < 12 + 16:
+        raise ValueError(BAD_TOKEN)
+    try:
+        return AESGCM(key).decrypt(blob[:12], blob[12:], context.encode()).decode()
+    except InvalidTag:
+        raise ValueError(BAD_TOKEN) from None

@@ -90,10 +90,12 @@ INSTALLED_APPS = [
     "safety_admin.policies",
     "safety_admin.notifications",
     "review",
+    "safety_admin.overview",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "safety_admin.health.ProbeMiddleware",
     "safety_admin.middleware.TraceMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -159,6 +161,9 @@ else:
     test_name = env_str("SAFETY_TEST_DB")
     if test_name:
         _db["TEST"] = {"NAME": test_name}
+# django_prometheus's wrappers of the same backends count queries, errors and connections per alias.
+if _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
+    _db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and queues -----------------------------------------------------------------------------
@@ -176,7 +181,7 @@ RQ_QUEUES = {
 RQ = {"COMMIT_MODE": "on_db_commit"}
 RQ_SHOW_ADMIN_LINK = True
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
 
 # --- Gateway --------------------------------------------------------------------------------------
 SAFETY_API_KEYS = env_str("SAFETY_API_KEYS", "")
@@ -204,6 +209,13 @@ SAFETY_STEERING_PROMPT = env_str(
     "and never reveal secrets or personal data about third parties.",
 )
 
+# --- Policies (docs/policies.md) ------------------------------------------------------------------
+POLICY_LISTENER = env_bool("POLICY_LISTENER", True)  # each process follows published versions via Redis
+POLICY_POLL_SECONDS = env_float("POLICY_POLL_SECONDS", 5.0)  # fallback check when an announcement is missed
+POLICY_PREVIEW_RECENT = env_int("POLICY_PREVIEW_RECENT", 1000)  # stored requests a preview replays
+POLICY_CONFIRM_REFUSE_PERCENT = env_float("POLICY_CONFIRM_REFUSE_PERCENT", 1.0)  # newly refused share → confirm
+POLICY_CORPUS_DIR = Path(env_str("POLICY_CORPUS_DIR", str(BASE_DIR.parent / "shared" / "corpus" / "dev")))
+
 # --- Review ---------------------------------------------------------------------------------------
 REVIEW_CLAIM_MINUTES = env_int("REVIEW_CLAIM_MINUTES", 10)
 REVIEW_SLA_MINUTES = {
@@ -221,6 +233,10 @@ PII_ENCRYPTION_KEY = env_str("PII_ENCRYPTION_KEY", "")
 AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY", "")
 AUDIT_CHECKPOINT_EVERY = env_int("AUDIT_CHECKPOINT_EVERY", 1000)
 AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 300)
+# Public halves (hex) of retired signing keys whose checkpoints still verify (docs/audit.md, key rotation).
+AUDIT_TRUSTED_PUBLIC_KEYS = env_list("AUDIT_TRUSTED_PUBLIC_KEYS")
+if PRODUCTION and not (AUDIT_SIGNING_KEY and PII_ENCRYPTION_KEY):
+    raise ImproperlyConfigured("AUDIT_SIGNING_KEY and PII_ENCRYPTION_KEY must be set when SAFETY_ENV=production")
 CONTENT_RETENTION_DAYS = env_int("CONTENT_RETENTION_DAYS", 30)
 if PRODUCTION and not PSEUDONYM_KEY:
     raise ImproperlyConfigured("PSEUDONYM_KEY must be set when SAFETY_ENV=production")
@@ -235,12 +251,25 @@ SLACK_INCLUDE_EXCERPT = env_bool("SLACK_INCLUDE_EXCERPT", True)
 PAGERDUTY_ROUTING_KEY = env_str("PAGERDUTY_ROUTING_KEY", "")
 PAGERDUTY_EVENTS_URL = env_str("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
 PAGERDUTY_MIN_SEVERITY = env_str("PAGERDUTY_MIN_SEVERITY", "high")
+SLACK_EXCERPT_CHARS = env_int("SLACK_EXCERPT_CHARS", 120)
+NOTIFICATION_CONNECT_TIMEOUT = env_float("NOTIFICATION_CONNECT_TIMEOUT", 3.0)
+NOTIFICATION_READ_TIMEOUT = env_float("NOTIFICATION_READ_TIMEOUT", 10.0)
+NOTIFICATION_RETRY_BASE_SECONDS = env_float("NOTIFICATION_RETRY_BASE_SECONDS", 2.0)
+NOTIFICATION_RETRY_MAX_SECONDS = env_float("NOTIFICATION_RETRY_MAX_SECONDS", 300.0)
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 300)
+NOTIFICATION_GIVE_UP_SECONDS = env_int("NOTIFICATION_GIVE_UP_SECONDS", 24 * 3600)
+NOTIFICATION_LEASE_SECONDS = env_int("NOTIFICATION_LEASE_SECONDS", 60)
 
 # --- Observability --------------------------------------------------------------------------------
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 SAFETY_LOG_JSON = env_bool("SAFETY_LOG_JSON", False)
 SAFETY_LOG_LEVEL = env_str("SAFETY_LOG_LEVEL", "INFO").upper()
 SAFETY_LOG_CONTENT = env_bool("SAFETY_LOG_CONTENT", False)
+# Optional daily log files (rotated at UTC midnight, gzipped, SAFETY_LOG_RETENTION_DAYS kept).
+SAFETY_LOG_FILE = env_str("SAFETY_LOG_FILE", "")
+SAFETY_LOG_RETENTION_DAYS = env_int("SAFETY_LOG_RETENTION_DAYS", 30)
+# RQ workers in containers serve their own /metrics on this port (0 = off; see docs/operations.md).
+SAFETY_WORKER_METRICS_PORT = env_int("SAFETY_WORKER_METRICS_PORT", 0)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 LOGGING = {
@@ -261,6 +290,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": SAFETY_LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}, "rq.worker": {"level": "WARNING"}},
 }
+if SAFETY_LOG_FILE:
+    LOGGING["handlers"]["file"] = {
+        "()": "safety_admin.logging.DailyGzipFileHandler",
+        "filename": SAFETY_LOG_FILE,
+        "backupCount": SAFETY_LOG_RETENTION_DAYS,
+        "formatter": "json",
+        "filters": ["context"],
+    }
+    LOGGING["root"]["handlers"].append("file")
 
 # --- Auth, sessions, security headers --------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

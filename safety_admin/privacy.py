@@ -8,6 +8,7 @@ Outside production a missing key is generated once and kept under ``DATA_DIR`` s
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -37,15 +38,11 @@ def decode_key_bytes(raw: str, *, length: int, error: str) -> bytes:
     raw = raw.strip()
     candidates = []
     if len(raw) == 2 * length:
-        try:
+        with contextlib.suppress(ValueError):
             candidates.append(bytes.fromhex(raw))
-        except ValueError:
-            pass
     for decode in (base64.b64decode, base64.urlsafe_b64decode):
-        try:
+        with contextlib.suppress(binascii.Error, ValueError):
             candidates.append(decode(raw + "=" * (-len(raw) % 4)))
-        except (binascii.Error, ValueError):
-            pass
     for value in candidates:
         if len(value) == length:
             return value

@@ -1,17 +1,346 @@
-"""The ruleset each process uses right now. The policies issue adds versions, Redis pub/sub and profiles;
-callers only ever ask ``active_ruleset(profile)``.
+"""The ruleset each process uses right now, and how a published version reaches every process.
+
+Callers only ever ask ``active_ruleset(profile, metadata=...)`` and ``steering_prompt(profile)``. Both read one
+module-level reference to an immutable ``PolicyState`` and do dict lookups: no database or Redis call per request.
+
+Distribution: publishing stores the active version number in Redis (``ACTIVE_KEY``) and announces it on
+``CHANNEL``. A daemon thread per process (started on first use) listens, loads the version from the database,
+compiles it beside the old one and swaps the reference. If Redis is unreachable the process keeps its last good
+state and re-reads the database's active version once Redis answers again. A fresh process loads the active
+version from the database; with no published version it uses the shipped default packs.
 """
 
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
 from django.conf import settings
+from django.db import connection
+from django.utils.text import slugify
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
 
-from safety_admin.detectors import Ruleset, default_ruleset
+import safety_admin.detectors as detectors
+from safety_admin.detectors import Rule, Ruleset, compile_ruleset, default_rules
+from safety_admin.policies.profiles import DEFAULT_PROFILE, effective_config, selection_key
+
+log = logging.getLogger(__name__)
+
+ACTIVE_KEY = "policies:active_version"
+CHANNEL = "policies:published"
+PROC_PREFIX = "policies:proc:"
+BUILTIN_LABEL = "builtin"
+SNAPSHOT_FORMAT = 1
+# Entry rows in a snapshot are compact arrays in this order.
+ENTRY_FIELDS = ("rule_id", "pattern", "match_type", "reason_code", "severity", "action", "direction", "window", "note")
 
 
-def active_ruleset(profile: str = "") -> Ruleset:
-    """The compiled ruleset for ``profile`` (the global default when empty)."""
-    return default_ruleset()
+def load_packs() -> dict[str, list[Rule]]:
+    """The shipped packs (the detectors' ``load_packs``; a single "builtin" pack until it exists)."""
+    loader = getattr(detectors, "load_packs", None)
+    if loader is None:
+        return {"builtin": default_rules()}
+    return dict(loader())
 
 
-def steering_prompt(profile: str = "") -> str:
-    """The system prompt the worker prepends to every model call."""
-    return settings.SAFETY_STEERING_PROMPT
+def builtin_list_name(pack: str) -> str:
+    return f"builtin-{slugify(pack)}"[:100]
+
+
+def default_snapshot() -> dict:
+    """What a deployment with no published version runs: every shipped pack, no profiles."""
+    lists = [{"name": builtin_list_name(p), "builtin": True, "pack": p, "enabled": True} for p in sorted(load_packs())]
+    return {"format": SNAPSHOT_FORMAT, "lists": lists, "profiles": {}}
+
+
+def snapshot_rules(snapshot: dict, packs: dict[str, list[Rule]] | None = None) -> dict[str, list[Rule]]:
+    """Rules of every *enabled* list in a snapshot, by list name."""
+    packs = load_packs() if packs is None else packs
+    out: dict[str, list[Rule]] = {}
+    for item in snapshot.get("lists", []):
+        if not item.get("enabled", True):
+            continue
+        if item.get("builtin"):
+            out[item["name"]] = list(packs.get(item.get("pack", ""), ()))
+        else:
+            # Positional for speed at 1M entries: snapshot order (ENTRY_FIELDS) → Rule's field order.
+            out[item["name"]] = [Rule(r[0], r[1], r[3], r[4], r[5], r[6], r[2], r[7], r[8]) for r in item.get("entries", [])]
+    return out
+
+
+@dataclass
+class PolicyState:
+    """One compiled policy version: ``routes[(profile, jurisdiction, context)] -> (Ruleset, steering prompt)``."""
+
+    version: int | None
+    label: str
+    routes: dict[tuple[str, str, str], tuple[Ruleset, str]]
+    profiles: dict[str, dict]
+    rule_count: int
+    compiled_count: int
+    _extra: dict = field(default_factory=dict)
+
+    def lookup(self, profile: str, jurisdiction: str = "", context: str = "") -> tuple[Ruleset, str]:
+        hit = self.routes.get((profile, jurisdiction, context))
+        if hit is not None:
+            return hit
+        return self._resolve(profile, jurisdiction, context)
+
+    def _resolve(self, raw_profile: str, jurisdiction: str, context: str) -> tuple[Ruleset, str]:
+        """The slow path: a pinned ``name/jurisdiction/context`` profile, unknown names, unnormalized keys."""
+        hit = self._extra.get((raw_profile, jurisdiction, context))
+        if hit is not None:
+            return hit
+        name, _, rest = (raw_profile or "").partition("/")
+        pinned_j, _, pinned_c = rest.partition("/")
+        name = name.strip() if name.strip() in self.profiles else DEFAULT_PROFILE
+        config = self.profiles[name]
+        # What the client's settings pin wins over request metadata.
+        j = (pinned_j or str(jurisdiction or "")).strip().casefold()
+        c = (pinned_c or str(context or "")).strip().casefold()
+        j = j if j in config.get("jurisdictions", {}) else ""
+        c = c if c in config.get("contexts", {}) else ""
+        hit = self.routes[(name, j, c)]
+        if len(self._extra) < 10_000:  # bounded: metadata values are caller-controlled
+            self._extra[(raw_profile, jurisdiction, context)] = hit
+        return hit
+
+
+def build_state(snapshot: dict, *, version: int | None, label: str, packs=None) -> PolicyState:
+    """Compile every distinct profile/overlay combination of a snapshot once (shared when they select alike)."""
+    rules_by_list = snapshot_rules(snapshot, packs)
+    list_names = sorted(rules_by_list)
+    profiles = {name: cfg for name, cfg in snapshot.get("profiles", {}).items()}
+    profiles.setdefault(DEFAULT_PROFILE, {})
+    compiled: dict[str, Ruleset] = {}
+    routes: dict[tuple[str, str, str], tuple[Ruleset, str]] = {}
+    from safety_admin.policies.profiles import apply_profile
+
+    for name, config in profiles.items():
+        for j in ["", *config.get("jurisdictions", {})]:
+            for c in ["", *config.get("contexts", {})]:
+                eff = effective_config(config, j, c)
+                key = selection_key(eff, list_names)
+                if key not in compiled:
+                    compiled[key] = compile_ruleset(apply_profile(rules_by_list, key), version=label)
+                routes[(name, j, c)] = (compiled[key], eff.get("steering_prompt") or settings.SAFETY_STEERING_PROMPT)
+    for j, c in [k[1:] for k in list(routes) if k[0] == DEFAULT_PROFILE]:
+        routes[("", j, c)] = routes[(DEFAULT_PROFILE, j, c)]
+    return PolicyState(
+        version=version,
+        label=label,
+        routes=routes,
+        profiles=profiles,
+        rule_count=sum(len(v) for v in rules_by_list.values()),
+        compiled_count=len(compiled),
+    )
+
+
+def load_state_from_db() -> PolicyState:
+    """The active version from the database, or the shipped packs when nothing was ever published."""
+    from safety_admin.policies.models import PolicyVersion
+
+    row = PolicyVersion.objects.filter(is_active=True).values_list("number", "snapshot").first()
+    if row is None:
+        return build_state(default_snapshot(), version=None, label=BUILTIN_LABEL)
+    return build_state(row[1], version=row[0], label=f"v{row[0]}")
+
+
+# --- the process-wide reference -------------------------------------------------------------------------------
+_state: PolicyState | None = None
+_boot_lock = threading.Lock()
+_listener: "PolicyListener | None" = None
+
+
+def install(state: PolicyState) -> None:
+    """Swap the process's policy atomically (one reference assignment); in-flight requests keep the old one."""
+    global _state
+    _state = state
+    log.info("policy installed", extra={"event": "policies.installed", "version": state.label})
+
+
+def current_state() -> PolicyState:
+    state = _state
+    if state is None:
+        state = _boot()
+    return state
+
+
+def _boot() -> PolicyState:
+    with _boot_lock:
+        if _state is None:
+            install(load_state_from_db())
+            _start_listener()
+        return _state
+
+
+def reset() -> None:
+    """Forget the loaded state and stop the listener (tests; the next call loads from the database again)."""
+    global _state, _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+    _state = None
+
+
+def _start_listener() -> None:
+    global _listener
+    # The test process drives swaps itself: a background thread holding its own database connection would
+    # outlive each test's database. Worker and web processes started by tests do run the listener.
+    if "pytest" in sys.modules or not settings.POLICY_LISTENER:
+        return
+    if _listener is None or not _listener.is_alive():
+        _listener = PolicyListener(settings.REDIS_URL)
+        _listener.start()
+
+
+def _after_fork() -> None:
+    # Threads do not survive fork (gunicorn --preload): the child starts its own listener on first use.
+    global _listener, _boot_lock
+    _listener = None
+    _boot_lock = threading.Lock()
+    if _state is not None:
+        _start_listener()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def active_ruleset(profile: str = "", *, metadata: dict | None = None) -> Ruleset:
+    """The compiled ruleset for ``profile`` (the default profile when empty), with jurisdiction/context overlays
+    chosen by ``metadata["jurisdiction"]`` / ``metadata["context"]`` unless the profile pins them."""
+    state = _state or _boot()
+    if metadata:
+        return state.lookup(profile, metadata.get("jurisdiction") or "", metadata.get("context") or "")[0]
+    return state.lookup(profile)[0]
+
+
+def steering_prompt(profile: str = "", *, metadata: dict | None = None) -> str:
+    """The system prompt the worker prepends to every model call (a profile may set its own)."""
+    state = _state or _boot()
+    if metadata:
+        return state.lookup(profile, metadata.get("jurisdiction") or "", metadata.get("context") or "")[1]
+    return state.lookup(profile)[1]
+
+
+# --- Redis: announcing and listening ----------------------------------------------------------------------------
+def _client(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                retry=Retry(NoBackoff(), 0), health_check_interval=0)  # fmt: skip
+
+
+def announce(number: int, *, url: str | None = None) -> bool:
+    """Store the active version number in Redis and tell every process; False when Redis is unreachable."""
+    client = _client(url or settings.REDIS_URL, 1.0)
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.set(ACTIVE_KEY, number)
+        pipe.publish(CHANNEL, json.dumps({"version": number, "at": time.time()}))
+        pipe.execute()
+        return True
+    except (RedisError, OSError):
+        log.warning("policy announcement failed", extra={"event": "policies.announce_failed", "version": number})
+        return False
+    finally:
+        client.close()
+
+
+def process_acks(*, url: str | None = None) -> list[dict]:
+    """Every live process's report of the version it runs (``{"process", "version", "at", ...}``)."""
+    client = _client(url or settings.REDIS_URL, 1.0)
+    try:
+        keys = list(client.scan_iter(f"{PROC_PREFIX}*", count=500))
+        values = client.mget(keys) if keys else []
+        return [json.loads(v) for v in values if v]
+    finally:
+        client.close()
+
+
+def _db_active_number() -> int | None:
+    from safety_admin.policies.models import PolicyVersion
+
+    try:
+        return PolicyVersion.objects.filter(is_active=True).values_list("number", flat=True).first()
+    finally:
+        connection.close()
+
+
+class PolicyListener(threading.Thread):
+    """Follows announcements; loads and swaps in the announced version; keeps the last good state on failure."""
+
+    def __init__(self, url: str, *, poll_seconds: float | None = None):
+        super().__init__(name="policy-listener", daemon=True)
+        self.url = url
+        self.poll_seconds = poll_seconds or settings.POLICY_POLL_SECONDS
+        self.ident_key = f"{PROC_PREFIX}{socket.gethostname()}:{os.getpid()}"
+        self._stop_event = threading.Event()
+        self.errors = 0
+        self.connected = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+
+    def run(self) -> None:
+        delay = 0.2
+        while not self._stop_event.is_set():
+            client = _client(self.url, max(2.0, self.poll_seconds + 1))
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CHANNEL)
+                # After (re)connecting the database is the truth: announcements may have been missed.
+                self._sync(client, _db_active_number(), repair=True)
+                self.connected.set()
+                delay = 0.2
+                last_poll = time.monotonic()
+                while not self._stop_event.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message and message.get("type") == "message":
+                        self._sync(client, json.loads(message["data"])["version"])
+                    elif time.monotonic() - last_poll >= self.poll_seconds:
+                        raw = client.get(ACTIVE_KEY)
+                        target = int(raw) if raw is not None else _db_active_number()
+                        self._sync(client, target, repair=raw is None)
+                        last_poll = time.monotonic()
+            except (RedisError, OSError, ValueError, KeyError) as exc:
+                self.errors += 1
+                self.connected.clear()
+                log.warning("policy listener lost Redis; keeping the last good policy",
+                            extra={"event": "policies.listener_error", "error": type(exc).__name__})  # fmt: skip
+            except Exception:
+                # Never let the thread die: a bad version or a database hiccup must not stop future swaps.
+                self.errors += 1
+                log.exception("policy listener failed; keeping the last good policy",
+                              extra={"event": "policies.listener_failed"})  # fmt: skip
+            finally:
+                try:
+                    pubsub.close()
+                    client.close()
+                except (RedisError, OSError):
+                    pass
+            self._stop_event.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _sync(self, client: redis.Redis, target: int | None, *, repair: bool = False) -> None:
+        state = _state
+        if state is None or state.version != target:
+            try:
+                new = load_state_from_db()
+            finally:
+                connection.close()
+            install(new)
+            state = new
+        if repair and state.version is not None:
+            # Redis lost the key (restart) or missed a publish while down: put the database's truth back.
+            if client.get(ACTIVE_KEY) != str(state.version).encode():
+                client.set(ACTIVE_KEY, state.version)
+        client.set(self.ident_key, json.dumps({"process": self.ident_key, "version": state.version,
+                                               "label": state.label, "at": time.time(), "pid": os.getpid()}),
+                   ex=int(self.poll_seconds * 6) + 5)  # fmt: skip

@@ -1,12 +1,14 @@
 """Liveness, readiness and the metrics endpoint."""
 
 import hmac
+import os
 
+import prometheus_client
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import multiprocess
 
 from safety_admin import metrics
 from safety_admin.redis_conn import fast_redis
@@ -16,6 +18,11 @@ from safety_admin.redis_conn import fast_redis
 def health(request):
     """The process is alive (no dependency checks)."""
     return JsonResponse({"status": "ok"})
+
+
+def _multiprocess() -> bool:
+    # The same test django_prometheus.exports.ExportToDjangoView makes.
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
 
 
 def _check_db() -> str | None:
@@ -55,7 +62,12 @@ def ready(request):
 
 @require_GET
 def metrics_view(request):
-    """Prometheus text; requires ``Authorization: Bearer $METRICS_TOKEN`` when that is set."""
+    """Prometheus text; requires ``Authorization: Bearer $METRICS_TOKEN`` when that is set.
+
+    django_prometheus's ExportToDjangoView builds a fresh registry with only the MultiProcessCollector
+    in multiprocess mode, which would drop the scrape-time state gauges; this view emits both: the
+    process metrics (all processes' files, or this process's registry) and then the state collector.
+    """
     token = settings.METRICS_TOKEN
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -63,4 +75,34 @@ def metrics_view(request):
             response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = "Bearer"
             return response
-    return ExportToDjangoView(request)
+    # Health gauges are refreshed on every scrape, so alerts do not depend on someone calling /ready.
+    metrics.AUDIT_DB_HEALTHY.set(0 if _check_db() else 1)
+    metrics.REDIS_HEALTHY.set(0 if _check_redis() else 1)
+    if _multiprocess():
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = prometheus_client.REGISTRY
+    body = prometheus_client.generate_latest(registry) + prometheus_client.generate_latest(metrics.state_registry())
+    return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
+PROBES = {"/health": health, "/ready": ready, "/metrics": metrics_view}
+
+
+class ProbeMiddleware:
+    """Answers /health, /ready and /metrics before host validation, the HTTPS redirect and sessions.
+
+    Kubelets, Docker health checks and Prometheus call pods by IP over plain HTTP: with
+    ``ALLOWED_HOSTS`` set to the public name and ``SECURE_SSL_REDIRECT`` on, they would get 400
+    or 301 instead of an answer. Nothing behind these paths needs a session or the host name.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        view = PROBES.get(request.path_info)
+        if view is not None:
+            return view(request)
+        return self.get_response(request)

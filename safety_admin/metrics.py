@@ -1,11 +1,23 @@
 """The pipeline's own Prometheus metrics (DESIGN.md §7).
 
-Labels are low-cardinality by construction: outcomes, reason codes, severities, directions.
-Never a user id or free text. Gauges declare a multiprocess mode so several gunicorn processes
-and RQ workers can share PROMETHEUS_MULTIPROC_DIR.
+Labels are low-cardinality by construction: outcomes, reason codes, severities, directions, queue
+names, channels. Never a user id or free text. Counters and histograms live in the process that
+changes them; with ``PROMETHEUS_MULTIPROC_DIR`` set (``make run``, the tests) every gunicorn
+process and RQ worker on one host writes its own file and ``/metrics`` adds them up.
+
+Gauges that describe shared state (queue depth, pending reviews, oldest pending review, live
+workers) are not kept in any process: ``StateCollector`` reads Redis and the database at scrape
+time, so every web process reports the same truth however many of them there are.
 """
 
-from prometheus_client import Counter, Gauge, Histogram
+import logging
+import os
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter("safety_requests", "Requests to /safety/infer by outcome", ["outcome"])
 REFUSALS = Counter("safety_refusals", "Refusals by reason code", ["reason_code"])
@@ -18,7 +30,117 @@ DETECTION_LATENCY = Histogram(
 )
 INFERENCE_OUTCOMES = Counter("safety_inference_outcomes", "Worker outcomes of inference jobs", ["status"])
 REVIEW_DECISIONS = Counter("safety_review_decisions", "Review decisions", ["decision", "severity"])
+# outcome: delivered | failed (gave up after retries) | retry (a transient failure that will be retried)
+NOTIFICATION_DELIVERIES = Counter(
+    "safety_notification_deliveries", "Notification delivery attempts by channel and outcome", ["channel", "outcome"]
+)
 REDIS_HEALTHY = Gauge("safety_redis_healthy", "1 when Redis answered the last check", multiprocess_mode="mostrecent")
 AUDIT_DB_HEALTHY = Gauge(
     "safety_audit_db_healthy", "1 when the database answered the last check", multiprocess_mode="mostrecent"
 )
+
+QUEUES = ("inference", "notifications", "default")
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class StateCollector:
+    """Scrape-time gauges read from Redis and the database (never from process memory).
+
+    Each part fails on its own: when Redis is down the queue gauges are left out (and
+    ``safety_redis_healthy`` says why), the review gauges still come from the database.
+    """
+
+    def describe(self):
+        # An empty describe() keeps registration from calling collect() (which would touch the DB at import).
+        return []
+
+    def collect(self):
+        started = time.perf_counter()
+        yield from self._queues()
+        yield from self._reviews()
+        scrape = GaugeMetricFamily("safety_state_scrape_seconds", "Time spent reading queue and review state")
+        scrape.add_metric([], time.perf_counter() - started)
+        yield scrape
+
+    def _queues(self):
+        from rq import Queue, Worker
+
+        from safety_admin.redis_conn import fast_redis
+
+        try:
+            conn = fast_redis()
+            depth = GaugeMetricFamily("safety_queue_depth", "Jobs waiting in each RQ queue", labels=["queue"])
+            workers = GaugeMetricFamily(
+                "safety_rq_workers", "Live RQ workers listening on each queue", labels=["queue"]
+            )
+            live = Worker.all(connection=conn)
+            for name in QUEUES:
+                depth.add_metric([name], conn.llen(f"rq:queue:{name}"))
+                queue = Queue(name, connection=conn)
+                workers.add_metric([name], sum(1 for w in live if queue.name in w.queue_names()))
+        except Exception as exc:  # Redis down: leave the queue gauges out rather than report zeros
+            log.warning("queue state unavailable", extra={"event": "metrics.queues_unavailable",
+                                                          "error": type(exc).__name__})  # fmt: skip
+            return
+        yield depth
+        yield workers
+
+    def _reviews(self):
+        from django.db.models import Count, Min
+        from django.utils import timezone
+
+        from review.models import Escalation
+
+        try:
+            now = timezone.now()
+            rows = (
+                Escalation.objects.filter(status="pending")
+                .values("severity")
+                .annotate(n=Count("id"), oldest=Min("created_at"))
+            )
+            overdue = dict(
+                Escalation.objects.filter(status="pending", due_at__lt=now)
+                .values("severity")
+                .annotate(n=Count("id"))
+                .values_list("severity", "n")
+            )
+            by_severity = {row["severity"]: row for row in rows}
+        except Exception as exc:
+            log.warning("review state unavailable", extra={"event": "metrics.reviews_unavailable",
+                                                           "error": type(exc).__name__})  # fmt: skip
+            return
+        pending = GaugeMetricFamily("safety_reviews_pending", "Escalations waiting for a decision", labels=["severity"])
+        oldest = GaugeMetricFamily(
+            "safety_review_oldest_pending_seconds", "Age of the oldest pending escalation", labels=["severity"]
+        )
+        breached = GaugeMetricFamily(
+            "safety_reviews_overdue", "Pending escalations past their SLA due time", labels=["severity"]
+        )
+        for severity in SEVERITIES:
+            row = by_severity.get(severity)
+            pending.add_metric([severity], row["n"] if row else 0)
+            oldest.add_metric([severity], (now - row["oldest"]).total_seconds() if row else 0)
+            breached.add_metric([severity], overdue.get(severity, 0))
+        yield pending
+        yield oldest
+        yield breached
+
+
+def state_registry() -> CollectorRegistry:
+    """A registry holding only the scrape-time state collector (built per scrape, so never stale)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StateCollector())
+    return registry
+
+
+def worker_exporter_start(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve this process's metrics on ``port`` from a daemon thread (RQ workers in containers)."""
+    from prometheus_client import REGISTRY, start_http_server
+    from prometheus_client import multiprocess as mp
+
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry)
+    start_http_server(port, addr=addr, registry=registry)
+    log.info("worker metrics on :%s", port, extra={"event": "metrics.worker_exporter", "port": port})

@@ -114,7 +114,7 @@ def _worker(args):
         connections.close_all()
 
 
-def verify_chain(*, jobs: int = 1) -> VerificationResult:
+def verify_chain(*, jobs: int = 1, min_per_job: int = 50_000) -> VerificationResult:
     """Check the whole chain and every checkpoint. ``jobs`` > 1 forks that many processes (outside transactions)."""
     started = time.monotonic()
     result = VerificationResult()
@@ -141,7 +141,7 @@ def verify_chain(*, jobs: int = 1) -> VerificationResult:
             result.last_checkpoint_at = canonical_time(cp.created_at)
 
     if last_seq:
-        jobs = max(1, min(jobs, last_seq // 50_000 or 1))
+        jobs = max(1, min(jobs, last_seq // max(min_per_job, 1) or 1))
         if jobs > 1 and not connection.in_atomic_block:
             bounds = [(1 + i * last_seq // jobs, (i + 1) * last_seq // jobs) for i in range(jobs)]
             tasks = [(lo, hi, {s: h for s, h in checkpoint_hashes.items() if lo <= s <= hi}) for lo, hi in bounds]

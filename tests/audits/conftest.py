@@ -1,0 +1,30 @@
+"""Helpers for audit tests: tampering with the table the way someone with database access would."""
+
+import pytest
+from django.db import connection
+
+from audits.services import audit_event_record
+
+
+def tamper(sql: str, params=None) -> None:
+    """Run ``sql`` against the audit tables with the append-only triggers switched off (as a DB owner could)."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audits_auditevent DISABLE TRIGGER USER")
+        cursor.execute("ALTER TABLE audits_auditcheckpoint DISABLE TRIGGER USER")
+        cursor.execute(sql, params)
+        cursor.execute("ALTER TABLE audits_auditevent ENABLE TRIGGER USER")
+        cursor.execute("ALTER TABLE audits_auditcheckpoint ENABLE TRIGGER USER")
+
+
+@pytest.fixture
+def events(db):
+    """A factory: ``events(n)`` appends n events and returns them in seq order."""
+
+    def make(n: int, **fields):
+        return [
+            audit_event_record(action="tests.thing.done", actor_label="tester", subject_type="tests.thing",
+                               subject_id=str(i), data={"i": i, "note": "é\x00", "x": 1.5}, **fields)
+            for i in range(n)
+        ]  # fmt: skip
+
+    return make

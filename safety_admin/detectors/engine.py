@@ -8,6 +8,7 @@ every rule at once, so the cost does not grow with the number of terms.
 
 import re
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +22,7 @@ SCORE_THRESHOLD = 3  # summed weight of distinct signal rules of one reason code
 REGEX_INPUT_CHARS = 20_000  # regexes see at most this much of a text (head), bounding backtracking
 PROXIMITY_MAX_POSITIONS = 64
 PART_WORD = -1
+_SPACE_RE = re.compile(" ")
 
 Classifier = Callable[[str, str], Iterable[Hit]]
 
@@ -55,7 +57,9 @@ def _term_key(term: str, match_type: str) -> str:
     return f" {norm}" if prefix else f" {norm} "
 
 
-def compile_ruleset(rules: Iterable[Rule], version: str = "builtin", *, classifier: Classifier | None = None) -> Ruleset:
+def compile_ruleset(
+    rules: Iterable[Rule], version: str = "builtin", *, classifier: Classifier | None = None
+) -> Ruleset:
     """Compile ``rules`` once; invalid regexes are skipped (they can never match) rather than raising."""
     rules = tuple(rules)
     keys: dict[str, list[tuple[int, int]]] = {}
@@ -156,6 +160,7 @@ class _Scan:
         if automaton is None:
             return
         text = view.text
+        spaces: list[int] | None = None
         for end, (length, refs) in automaton.iter(text):
             start = end - length + 1
             for index, part in refs:
@@ -170,11 +175,12 @@ class _Scan:
                 else:
                     positions = entry.parts.setdefault(label, {}).setdefault(part, [])
                     if len(positions) < PROXIMITY_MAX_POSITIONS:
-                        token = text.count(" ", 0, start + 1)
-                        positions.append((token, start, end + 1))
+                        if spaces is None:  # token index = spaces before the match; found once per view
+                            spaces = [m.start() for m in _SPACE_RE.finditer(text)]
+                        positions.append((bisect_right(spaces, start), start, end + 1))
                     entry.views.setdefault("_prox_" + label, (start, end + 1, view, origin))
 
-    def run_squash(self, runs: list[tuple[str, int, int]], label: str, origin_of: Callable) -> None:
+    def run_squash(self, runs: list[tuple[str, int, int]], label: str, origin_of: Callable, token_of: Callable) -> None:
         automaton = self.rs.squash_automaton
         if automaton is None:
             return
@@ -187,10 +193,11 @@ class _Scan:
                     if part == PART_WORD:
                         entry.views.setdefault(label, (0, 0, None, origin_of(start, end)))
                     else:
-                        positions = entry.parts.setdefault(label, {}).setdefault(part, [])
-                        # every squashed run counts as one token position: parts must sit near each other
-                        positions.append((start // 2, 0, 0))
-                        entry.views.setdefault("_prox_" + label, (0, 0, None, origin_of(start, end)))
+                        # a squashed run is one token at its place in the base view; its parts join the
+                        # base view's parts, so "disable the s m o k e d e t e c t o r s" still pairs up
+                        positions = entry.parts.setdefault("base", {}).setdefault(part, [])
+                        positions.append((token_of(start), 0, 0))
+                        entry.views.setdefault("_prox_base", (0, 0, None, origin_of(start, end)))
 
 
 def _raise(severity: str, steps: int = 1) -> str:
@@ -203,9 +210,14 @@ class _SpanMap:
     def __init__(self, text: str, base: str):
         self.text = text
         self.base = base
+        # Plain ASCII without ignorables: the base view is the text lowercased, one char for one char.
+        self._identity = len(text) == len(base) and text.isascii()
         self._offsets: list[int] | None = None
+        self._tokens: dict[str, tuple[list[int], list[int]]] = {}
 
     def base_to_original(self, pos: int) -> int:
+        if self._identity:
+            return min(pos, len(self.text))
         if self._offsets is None:
             rebuilt, offsets = nz.base_offsets(self.text)
             self._offsets = offsets if rebuilt == self.base else []
@@ -215,19 +227,18 @@ class _SpanMap:
             return self._offsets[pos]
         return int(pos * len(self.text) / max(1, len(self.base)))
 
-    def word_to_base(self, source: str, word_pos: int) -> int:
-        # The word view collapses each separator run to one space after one leading pad space.
-        stripped = source.lstrip()
-        lead = len(source) - len(stripped)
-        position, base_pos, word_index = 0, lead, 1
-        for match in nz.SEPARATORS_RE.finditer(stripped):
-            gap = match.start() - position
-            if word_index + gap >= word_pos:
-                return base_pos + (word_pos - word_index)
-            word_index += gap + 1
-            base_pos += gap + (match.end() - match.start())
-            position = match.end()
-        return min(len(source), base_pos + max(0, word_pos - word_index))
+    def word_to_base(self, view: nz.View, word_pos: int) -> int:
+        # Token k of the word view starts after its k-th space; the same token k starts at starts[k] in the source.
+        cached = self._tokens.get(view.text)
+        if cached is None:
+            spaces = [m.start() for m in _SPACE_RE.finditer(view.text)]
+            starts = [m.start() for m in nz.TOKEN_RE.finditer(view.base)]
+            cached = self._tokens[view.text] = (spaces, starts)
+        spaces, starts = cached
+        k = bisect_right(spaces, word_pos) - 1
+        if k < 0 or k >= len(starts):
+            return len(view.base) if k >= 0 else 0
+        return starts[k] + (word_pos - spaces[k] - 1)
 
     def span(self, view: nz.View, start: int, end: int) -> tuple[int, int]:
         # Padding spaces are part of the keys: trim them off before mapping.
@@ -235,8 +246,8 @@ class _SpanMap:
             start += 1
         while end > start and view.text[end - 1] == " ":
             end -= 1
-        base_start = self.word_to_base(view.base, start)
-        base_end = self.word_to_base(view.base, end)
+        base_start = self.word_to_base(view, start)
+        base_end = self.word_to_base(view, max(start, end - 1)) + 1
         if len(view.base) != len(self.base):  # repeat-collapsed views: proportional
             scale = len(self.base) / max(1, len(view.base))
             base_start, base_end = int(base_start * scale), int(base_end * scale)
@@ -279,7 +290,10 @@ def _scan_text(rs: Ruleset, text: str, direction: str, depth: int, origin: tuple
                 return origin
             return spans.base_to_original(start), spans.base_to_original(max(start, end - 1)) + 1
 
-        scan.run_squash(runs, prefix + "squash", origin_of)
+        def token_of(start: int) -> int:
+            return len(nz.word_view(base[:start]).split())
+
+        scan.run_squash(runs, prefix + "squash", origin_of, token_of)
     return scan, spans, base
 
 
@@ -406,7 +420,9 @@ def _finish(rs: Ruleset, hits: list[Hit], text: str, base: str, direction: str, 
 ERROR_RULE_ID = "engine.error"
 
 
-def check(text: str, direction: str, ruleset: Ruleset | None = None, *, classifier: Classifier | None = None) -> Verdict:
+def check(
+    text: str, direction: str, ruleset: Ruleset | None = None, *, classifier: Classifier | None = None
+) -> Verdict:
     """Scan ``text`` for ``direction`` ("prompt" or "output"); never raises on any ``str``.
 
     ``classifier`` (or the ruleset's) is an optional extra detector, e.g. a small offline ML model, called as

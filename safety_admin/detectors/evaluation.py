@@ -40,7 +40,7 @@ def percentile(values: list[int], q: float) -> int:
     if not values:
         return 0
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def _rate(part: int, whole: int) -> float:
@@ -54,8 +54,15 @@ def evaluate(files: Iterable[Path], run: Callable[[str, str], Verdict]) -> dict:
         for item in read_jsonl(path):
             text = item.get("text") if isinstance(item.get("text"), str) else ""
             verdict = run(text, item.get("kind") or "prompt")
-            items.append({**item, "file": path.stem, "action": verdict.action, "codes": verdict.reason_codes,
-                          "elapsed_us": verdict.elapsed_us})  # fmt: skip
+            items.append(
+                {
+                    **item,
+                    "file": path.stem,
+                    "action": verdict.action,
+                    "codes": verdict.reason_codes,
+                    "elapsed_us": verdict.elapsed_us,
+                }
+            )
     harmful = [i for i in items if i.get("label") == "harmful" and i["file"] != "evasion"]
     evasion = [i for i in items if i["file"] == "evasion" or (i.get("label") == "harmful" and i.get("transform"))]
     benign = [i for i in items if i.get("label") == "benign"]
@@ -79,16 +86,29 @@ def evaluate(files: Iterable[Path], run: Callable[[str, str], Verdict]) -> dict:
         "evasion": recall(evasion),
         "evasion_by_transform": by(evasion, "transform"),
         "evasion_by_code": by(evasion, "category"),
-        "benign": {"n": len(benign), "refused": refused, "review": review, "refused_rate": _rate(refused, len(benign)),
-                   "review_rate": _rate(review, len(benign))},  # fmt: skip
+        "benign": {
+            "n": len(benign),
+            "refused": refused,
+            "review": review,
+            "refused_rate": _rate(refused, len(benign)),
+            "review_rate": _rate(review, len(benign)),
+        },
         "benign_by_source": {
-            s: {"n": len(g), "refused": sum(i["action"] == "refuse" for i in g),
-                "review": sum(i["action"] == "review" for i in g)}  # fmt: skip
+            s: {
+                "n": len(g),
+                "refused": sum(i["action"] == "refuse" for i in g),
+                "review": sum(i["action"] == "review" for i in g),
+            }
             for s in sorted({str(i.get("source")) for i in benign})
             for g in [[i for i in benign if str(i.get("source")) == s]]
         },
-        "latency_us": {"p50": percentile(latency, 50), "p95": percentile(latency, 95), "p99": percentile(latency, 99),
-                       "max": max(latency, default=0), "n": len(latency)},  # fmt: skip
+        "latency_us": {
+            "p50": percentile(latency, 50),
+            "p95": percentile(latency, 95),
+            "p99": percentile(latency, 99),
+            "max": max(latency, default=0),
+            "n": len(latency),
+        },
         "items": items,
     }
 
@@ -104,12 +124,16 @@ def format_report(report: dict, misses: int = 0) -> str:
     lines.append(f"obfuscated caught: {e['caught']}/{e['n']} = {e['recall']} %")
     for name, r in report["evasion_by_transform"].items():
         lines.append(f"  {name:<26} {r['caught']:>4}/{r['n']:<4} {r['recall']:>6} %")
-    lines.append(f"benign refused: {b['refused']}/{b['n']} = {b['refused_rate']} %   "
-                 f"sent to review: {b['review']}/{b['n']} = {b['review_rate']} %")  # fmt: skip
+    lines.append(
+        f"benign refused: {b['refused']}/{b['n']} = {b['refused_rate']} %   "
+        f"sent to review: {b['review']}/{b['n']} = {b['review_rate']} %"
+    )
     for source, r in report["benign_by_source"].items():
         lines.append(f"  {source:<22} n={r['n']:<4} refused={r['refused']:<3} review={r['review']}")
     lat = report["latency_us"]
-    lines.append(f"latency (us): p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}  (n={lat['n']})")
+    lines.append(
+        f"latency (us): p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}  (n={lat['n']})"
+    )
     if misses:
         items = report["items"]
         missed = [i for i in items if i.get("label") == "harmful" and i["action"] not in CAUGHT]

@@ -34,20 +34,27 @@ _IGNORABLE_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _IGNORABLE_R
 IGNORABLE_RE = re.compile(f"[{_IGNORABLE_CLASS}]")
 IN_WORD_IGNORABLE_RE = re.compile(f"(?<=\\w)[{_IGNORABLE_CLASS}]+(?=\\w)")
 TAG_RE = re.compile("[\U000e0020-\U000e007e]+")
+# Combining diacritical blocks (accents, Zalgo stacks); marks of other blocks are kept, see docs/detectors.md.
+COMBINING_RE = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 LEET = str.maketrans({"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "|": "l", "0": "o", "5": "s",
                       "$": "s", "7": "t", "+": "t", "8": "b", "9": "g", "6": "g", "2": "z"})  # fmt: skip
-LEET_TOKEN_RE = re.compile(r"(?<![\w@$!|+])(?=[\w@$!|+]*[a-z])(?=[\w@$!|+]*[0-9@$!|+][a-z])[\w@$!|+]{3,}")
+LEET_L = str.maketrans({**{chr(k): v for k, v in LEET.items()}, "1": "l"})
+LEET_TOKEN_RE = re.compile(r"[\w@$!|+]*[0-9@$!|+][a-z][\w@$!|+]*")
+LEET_HINT_RE = re.compile(r"[0-9@$!|+][a-z]")
 ROT13 = str.maketrans(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZabcdefghijklm"
 )
 SEPARATORS_RE = re.compile(r"[\W_]+")
+TOKEN_RE = re.compile(r"[^\W_]+")
 # Runs of single letters split by 1-3 separators: "b o m b", "b.o.m.b", "b-o-m-b".
 SQUASH_RE = re.compile(r"(?<![^\W_])(?:[^\W_][\W_]{1,3}){3,}[^\W_](?![^\W_])")
 REPEAT_RE = re.compile(r"([^\W\d_])\1{2,}")
 BASE64_RE = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
-HEX_RE = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}(?:[\s:,]|\\x|0x)?){8,}")
+HEX_RE = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{16,}|(?:\\x[0-9A-Fa-f]{2}){8,}|(?:[0-9A-Fa-f]{2}[ :,]){7,}[0-9A-Fa-f]{2})(?![0-9A-Za-z])"
+)
 PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 ENTITY_RE = re.compile(r"&#?[0-9A-Za-z]{2,8};")
 
@@ -72,7 +79,7 @@ def _load_confusables() -> dict[int, str]:
                 table[ord(char)] = target.lower()
                 break
     # Symbol alphabets NFKC leaves alone: small capitals, negative squared and regional-indicator letters.
-    small_caps = "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡxʏᴢ"
+    small_caps = "\u1d00\u0299\u1d04\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d0f\u1d18\u01eb\u0280\ua731\u1d1b\u1d1c\u1d20\u1d21\u0078\u028f\u1d22"
     for index, char in enumerate(small_caps):
         table.setdefault(ord(char), chr(ord("a") + index))
     for base in (0x1F130, 0x1F150, 0x1F170, 0x1F1E6):
@@ -115,7 +122,7 @@ def base_view(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", folded)
     if decomposed.isascii():
         return decomposed
-    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+    return unicodedata.normalize("NFC", COMBINING_RE.sub("", decomposed))
 
 
 def clean_view(text: str) -> str:
@@ -129,21 +136,42 @@ def normalize_term(term: str) -> str:
     return SEPARATORS_RE.sub(" ", base_view(term)).strip()
 
 
+_ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+
+
 def word_view(base: str) -> str:
     """Pad and collapse separators so that `` term `` matches with word-boundary semantics."""
+    if base.isascii():  # translate + split is about 4x faster than the regex on ASCII text
+        return " " + " ".join(base.translate(_ASCII_SEPARATORS).split()) + " "
     return " " + SEPARATORS_RE.sub(" ", base).strip() + " "
 
 
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]+")
+
+
 def base_offsets(text: str) -> tuple[str, list[int]]:
-    """The base view rebuilt char by char with the original index of each output char (for spans)."""
+    """The base view rebuilt piece by piece with the original index of each output char (for spans).
+
+    ASCII stretches map one to one; only non-ASCII runs are folded char by char.
+    """
     out: list[str] = []
     offsets: list[int] = []
-    for index, char in enumerate(text):
-        if ord(char) in IGNORABLE:
-            continue
-        folded = char.lower() if char.isascii() else _fold_char(char)
-        out.append(folded)
-        offsets.extend([index] * len(folded))
+    position = 0
+    for match in _NON_ASCII_RE.finditer(text):
+        if match.start() > position:
+            out.append(text[position : match.start()].lower())
+            offsets.extend(range(position, match.start()))
+        for index in range(match.start(), match.end()):
+            char = text[index]
+            if ord(char) in IGNORABLE:
+                continue
+            folded = _fold_char(char)
+            out.append(folded)
+            offsets.extend([index] * len(folded))
+        position = match.end()
+    if position < len(text):
+        out.append(text[position:].lower())
+        offsets.extend(range(position, len(text)))
     return "".join(out), offsets
 
 
@@ -234,10 +262,14 @@ def views(text: str, base: str) -> list[View]:
         if confusable != base:
             out.append(View("confusable", word_view(confusable), base=confusable))
     leet_source = out[-1].base
-    if LEET_TOKEN_RE.search(leet_source):
+    if LEET_HINT_RE.search(leet_source):
         leet = LEET_TOKEN_RE.sub(lambda m: m.group().translate(LEET), leet_source)
         if leet != leet_source:
             out.append(View("leet", word_view(leet), base=leet))
+            # "1" and "|" stand for "l" as often as for "i": a second reading
+            leet_l = LEET_TOKEN_RE.sub(lambda m: m.group().translate(LEET_L), leet_source)
+            if leet_l != leet:
+                out.append(View("leet", word_view(leet_l), base=leet_l))
     if REPEAT_RE.search(base):
         out.append(View("repeat", word_view(REPEAT_RE.sub(r"\1", base)), base=REPEAT_RE.sub(r"\1", base)))
         out.append(View("repeat2", word_view(REPEAT_RE.sub(r"\1\1", base)), base=REPEAT_RE.sub(r"\1\1", base)))
@@ -261,8 +293,13 @@ _SCRIPT_RE = {
     "cyrillic": re.compile(r"[\u0400-\u04ff]"),
     "greek": re.compile(r"[\u0370-\u03ff]"),
 }
-_TOKEN_RE = re.compile(r"[^\W\d_]{2,}")
-_WEIRD_CASE_RE = re.compile(r"[a-z][A-Z].*[a-z][A-Z]|[A-Z]{2}[a-z]+[A-Z]|[a-z][A-Z]+[a-z]+[A-Z]")
+_GREEK_CYRILLIC_RE = re.compile("[\u0370-\u04ff]")
+# a word holding both Latin and Greek/Cyrillic letters (a Cyrillic "a" inside "paypal")
+_MIXED_SCRIPT_RE = re.compile(
+    "[^\\W\\d_]*(?:[a-zA-Z][^\\W\\d_]*[\u0370-\u04ff]|[\u0370-\u04ff][^\\W\\d_]*[a-zA-Z])[^\\W\\d_]*"
+)
+_CASE_FLIP_RE = re.compile(r"[a-z][A-Z]")
+_WORD3_RE = re.compile(r"\b[A-Za-z]{3,}\b")
 
 
 def signals(text: str, base: str) -> list[Signal]:
@@ -276,22 +313,23 @@ def signals(text: str, base: str) -> list[Signal]:
         if len(splits) >= 2:
             first = IN_WORD_IGNORABLE_RE.search(text)
             found.append(Signal("invisible_split", first.start(), first.end(), 2 if len(splits) >= 3 else 1))
-        mixed = [
-            m
-            for m in _TOKEN_RE.finditer(text)
-            if _SCRIPT_RE["latin"].search(m.group())
-            and (_SCRIPT_RE["cyrillic"].search(m.group()) or _SCRIPT_RE["greek"].search(m.group()))
-        ]
-        if len(mixed) >= 2:
-            found.append(Signal("mixed_script", mixed[0].start(), mixed[0].end(), 2 if len(mixed) >= 3 else 1))
-        elif mixed:
-            found.append(Signal("mixed_script", mixed[0].start(), mixed[0].end(), 1))
-    if not text.isupper():
-        weird = [m for m in _TOKEN_RE.finditer(text) if len(m.group()) >= 4 and _WEIRD_CASE_RE.search(m.group())]
-        if len(weird) >= 3:
-            found.append(Signal("odd_case", weird[0].start(), weird[0].end(), 2 if len(weird) >= 4 else 1))
-    leet = [m for m in LEET_TOKEN_RE.finditer(base) if sum(c.isalpha() for c in m.group()) >= 2]
-    leet = [m for m in leet if m.group().translate(LEET).isalpha() and not m.group()[-1].isdigit()]
+        mixed = list(_MIXED_SCRIPT_RE.finditer(text)) if _GREEK_CYRILLIC_RE.search(text) else []
+        if mixed:
+            found.append(Signal("mixed_script", mixed[0].start(), mixed[0].end(), 2 if len(mixed) >= 2 else 1))
+    if _CASE_FLIP_RE.search(text):
+        # rAnSoM-case: many words whose case flips inside them, not the odd camelCase name
+        words = _WORD3_RE.findall(text)
+        odd = [w for w in words if not (w.islower() or w.isupper() or w.istitle())]
+        if len(odd) >= 3:
+            start = text.find(odd[0])
+            strength = 2 if len(odd) / len(words) >= 0.4 else 1
+            found.append(Signal("odd_case", start, start + len(odd[0]), strength))
+    leet = (
+        [m for m in LEET_TOKEN_RE.finditer(base) if sum(c.isalpha() for c in m.group()) >= 2]
+        if LEET_HINT_RE.search(base)
+        else []
+    )
+    leet = [m for m in leet if m.group().translate(LEET).isalpha()]
     if len(leet) >= 2:
         found.append(Signal("leetspeak", leet[0].start(), leet[0].end(), 2 if len(leet) >= 3 else 1))
     runs = [r for r in squash_runs(base) if len(r[0]) >= 5]

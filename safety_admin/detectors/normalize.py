@@ -53,7 +53,8 @@ SQUASH_RE = re.compile(r"(?<![^\W_])(?:[^\W_][\W_]{1,3}){3,}[^\W_](?![^\W_])")
 REPEAT_RE = re.compile(r"([^\W\d_])\1{2,}")
 BASE64_RE = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
 HEX_RE = re.compile(
-    r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{16,}|(?:\\x[0-9A-Fa-f]{2}){8,}|(?:[0-9A-Fa-f]{2}[ :,]){7,}[0-9A-Fa-f]{2})(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{16,}|(?:\\x[0-9A-Fa-f]{2}){8,}|(?:[0-9A-Fa-f]{2}[ :,]){7,}[0-9A-Fa-f]{2})"
+    r"(?![0-9A-Za-z])"
 )
 PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 ENTITY_RE = re.compile(r"&#?[0-9A-Za-z]{2,8};")
@@ -79,7 +80,10 @@ def _load_confusables() -> dict[int, str]:
                 table[ord(char)] = target.lower()
                 break
     # Symbol alphabets NFKC leaves alone: small capitals, negative squared and regional-indicator letters.
-    small_caps = "\u1d00\u0299\u1d04\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d0f\u1d18\u01eb\u0280\ua731\u1d1b\u1d1c\u1d20\u1d21\u0078\u028f\u1d22"
+    small_caps = (
+        "\u1d00\u0299\u1d04\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d"
+        "\u0274\u1d0f\u1d18\u01eb\u0280\ua731\u1d1b\u1d1c\u1d20\u1d21\u0078\u028f\u1d22"
+    )
     for index, char in enumerate(small_caps):
         table.setdefault(ord(char), chr(ord("a") + index))
     for base in (0x1F130, 0x1F150, 0x1F170, 0x1F1E6):

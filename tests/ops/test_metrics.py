@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
 from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from review.models import Escalation
 from review.services import escalation_create

@@ -1,0 +1,204 @@
+"""deploy/: files parse, say what operators rely on, and pass the tools that can check them here."""
+
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+# Every family /metrics exposes (test_metrics proves these names are served); suffixes come from the types.
+SAFETY_METRICS = {
+    "safety_requests_total", "safety_refusals_total", "safety_escalations_total", "safety_inference_outcomes_total",
+    "safety_review_decisions_total", "safety_notification_deliveries_total", "safety_redis_healthy",
+    "safety_audit_db_healthy", "safety_queue_depth", "safety_rq_workers", "safety_reviews_pending",
+    "safety_review_oldest_pending_seconds", "safety_reviews_overdue", "safety_state_scrape_seconds",
+    "safety_detection_latency_seconds_bucket", "safety_detection_latency_seconds_count",
+    "safety_detection_latency_seconds_sum",
+}  # fmt: skip
+REQUIRED_ALERTS = {
+    "SafetyRedisUnhealthy", "SafetyDatabaseUnhealthy", "SafetyRefusalRateSpike", "SafetyReviewBacklog",
+    "SafetyReviewSlaBreach", "SafetyQueueDepthHigh", "SafetyWorkerAbsent", "SafetyNotificationFailures",
+}  # fmt: skip
+
+
+def load_all(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def k8s_objects() -> dict[tuple[str, str], dict]:
+    docs = [doc for p in sorted(K8S.glob("*.yaml")) if p.name != "kustomization.yaml" for doc in load_all(p)]
+    assert all({"apiVersion", "kind", "metadata"} <= set(doc) for doc in docs)
+    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\bsafety_[a-z_]+", expr))
+
+
+def test_every_yaml_and_json_file_parses():
+    yaml_files = sorted(DEPLOY.rglob("*.yaml"))
+    assert [p.relative_to(DEPLOY).as_posix() for p in yaml_files] == [
+        "compose.yaml", "k8s/configmap.yaml", "k8s/kustomization.yaml", "k8s/migrate-job.yaml",
+        "k8s/secret.example.yaml", "k8s/web-deployment.yaml", "k8s/web-pdb.yaml", "k8s/web-service.yaml",
+        "k8s/worker-deployment.yaml", "prometheus/alerts.test.yaml", "prometheus/alerts.yaml",
+    ]  # fmt: skip
+    for path in yaml_files:
+        assert all(isinstance(doc, dict) for doc in load_all(path)), path
+    assert json.loads((DEPLOY / "grafana/dashboard.json").read_text())["uid"] == "safety-admin"
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_example():
+    listed = set(load_all(K8S / "kustomization.yaml")[0]["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert listed == on_disk
+
+
+def test_web_deployment_has_replicas_probes_and_graceful_shutdown():
+    web = k8s_objects()[("Deployment", "safety-admin-web")]
+    pod = web["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    assert web["spec"]["replicas"] == 3
+    assert web["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert (container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]) == (
+        "/ready",
+        "/health",
+    )
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    graceful = {e["name"]: e["value"] for e in container["env"]}["GUNICORN_GRACEFUL_TIMEOUT"]
+    assert pod["terminationGracePeriodSeconds"] > 5 + int(graceful)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "safety-admin-config"}},
+        {"secretRef": {"name": "safety-admin-secrets"}},
+    ]
+
+
+def test_worker_deployment_and_migrate_job_use_the_same_config():
+    objects = k8s_objects()
+    worker = objects[("Deployment", "safety-admin-worker")]
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    (job_container,) = objects[("Job", "safety-admin-migrate")]["spec"]["template"]["spec"]["containers"]
+
+    assert container["args"] == ["worker", "inference", "notifications", "default"]
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 120  # INFERENCE_JOB_TIMEOUT
+    assert job_container["args"] == ["migrate"]
+    assert container["envFrom"] == job_container["envFrom"]
+    assert set(objects[("ConfigMap", "safety-admin-config")]["data"]) >= {"SAFETY_ENV", "REDIS_URL", "SAFETY_LOG_JSON"}
+
+
+def test_compose_has_postgres_redis_aof_migrate_once_web_and_two_workers():
+    compose = load_all(DEPLOY / "compose.yaml")[0]
+    services = compose["services"]
+
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker"}
+    assert services["redis"]["command"][:3] == ["redis-server", "--appendonly", "yes"]
+    assert (services["migrate"]["command"], services["migrate"]["restart"]) == (["migrate"], "no")
+    for name in ("web", "worker"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert services["worker"]["deploy"]["replicas"] == 2
+    assert services["web"]["environment"]["SAFETY_ENV"] == "production"
+
+
+def test_dockerfile_is_slim_non_root_collects_static_and_runs_gunicorn():
+    text = (DEPLOY / "Dockerfile").read_text()
+    entry = (DEPLOY / "entrypoint.sh").read_text()
+
+    assert re.findall(r"^FROM (\S+)", text, flags=re.M) == ["python:3.11-slim-bookworm", "python:3.11-slim-bookworm"]
+    assert re.findall(r"^USER (\S+)", text, flags=re.M) == ["10001:10001"]
+    assert "manage.py collectstatic --noinput" in text
+    assert "exec gunicorn -c gunicorn.conf.py safety_admin.wsgi:application" in entry
+    assert subprocess.run(["sh", "-n", str(DEPLOY / "entrypoint.sh")], check=False).returncode == 0
+
+
+def test_alert_rules_cover_the_issue_and_use_only_exported_metrics():
+    groups = load_all(DEPLOY / "prometheus/alerts.yaml")[0]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    used = set().union(*(metric_names(rule["expr"]) for rule in rules))
+
+    assert REQUIRED_ALERTS - {rule["alert"] for rule in rules} == set()
+    assert used - SAFETY_METRICS == set()
+    assert all(rule["labels"]["severity"] in {"page", "ticket"} for rule in rules)
+
+
+def test_dashboard_queries_use_only_exported_metrics():
+    dashboard = json.loads((DEPLOY / "grafana/dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = set().union(*(metric_names(e) for e in exprs))
+
+    assert used - SAFETY_METRICS == set()
+    assert {"safety_refusals_total", "safety_queue_depth", "safety_reviews_pending"} - used == set()
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian package: prometheus)")
+def test_promtool_checks_and_unit_tests_the_alert_rules():
+    check = subprocess.run(["promtool", "check", "rules", "alerts.yaml"], cwd=DEPLOY / "prometheus",
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    unit = subprocess.run(["promtool", "test", "rules", "alerts.test.yaml"], cwd=DEPLOY / "prometheus",
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+    assert (check.returncode, check.stdout + check.stderr) == (0, "Checking alerts.yaml\n  SUCCESS: 13 rules found\n\n")
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+
+
+def _compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    """The documented production variables (README "Operating it"), with fresh random secrets."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "SAFETY_ENV": "production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_ALLOWED_HOSTS": "safety.example.org",
+        "DJANGO_CSRF_TRUSTED_ORIGINS": "https://safety.example.org",
+        "DATABASE_URL": "postgres://safety:pw@127.0.0.1:5432/safety",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "PSEUDONYM_KEY": secrets.token_urlsafe(32),
+        "AUDIT_SIGNING_KEY": secrets.token_hex(32),
+        "PII_ENCRYPTION_KEY": secrets.token_hex(32),
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+        **extra,
+    }
+
+
+@pytest.mark.skipif(not _compose_available(), reason="docker compose is not installed on this machine")
+def test_docker_compose_config_accepts_the_file():
+    result = subprocess.run(["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "--quiet"],
+                            env=production_env(), capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=production_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "System check identified no issues (0 silenced).\n",
+        "",
+    )
+
+
+def test_production_refuses_to_start_without_its_keys():
+    env = production_env()
+    del env["PSEUDONYM_KEY"]
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "PSEUDONYM_KEY must be set when SAFETY_ENV=production" in result.stderr

@@ -1,0 +1,140 @@
+"""The runtime: profiles and overlays, fresh-process loading, and keeping the last good policy without Redis."""
+
+import pytest
+import redis
+from django.conf import settings
+
+from audits.models import AuditEvent
+from safety_admin.detectors import check
+from safety_admin.policies import runtime, services
+from safety_admin.policies.models import PolicyVersion
+from safety_admin.policies.profiles import deep_merge, effective_config
+from tests.conftest import wait_for
+from tests.policies.conftest import free_port
+
+DEAD_REDIS = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+
+def test_deep_merge_nested_dicts_merge_and_scalars_replace():
+    base = {"lists": {"*": True, "a": True}, "refuse_at": "critical", "actions": {"HATE": "review"}}
+    merged = deep_merge(base, {"lists": {"a": False}, "refuse_at": "high"}, {"actions": {"HATE": "refuse"}})
+    assert merged == {"lists": {"*": True, "a": False}, "refuse_at": "high", "actions": {"HATE": "refuse"}}
+    assert base["lists"] == {"*": True, "a": True}  # inputs are not modified
+
+
+def test_overlay_order_is_global_then_jurisdiction_then_context():
+    config = {
+        "refuse_at": "critical", "steering_prompt": "global",
+        "jurisdictions": {"eu": {"refuse_at": "high", "steering_prompt": "eu"}},
+        "contexts": {"kids": {"refuse_at": "low"}, "redteam": {"steering_prompt": "red"}},
+    }  # fmt: skip
+    assert effective_config(config)["refuse_at"] == "critical"
+    assert effective_config(config, "eu") == {"refuse_at": "high", "steering_prompt": "eu"}
+    assert effective_config(config, "eu", "kids") == {"refuse_at": "low", "steering_prompt": "eu"}
+    assert effective_config(config, "eu", "redteam") == {"refuse_at": "high", "steering_prompt": "red"}
+
+
+def _publish_profiles(django_capture_on_commit_callbacks):
+    blocklist = services.blocklist_create(actor_label="a", name="words")
+    for pattern, severity, action in (("mild", "low", "log"), ("middling", "medium", "review"),
+                                      ("harsh", "high", "review")):  # fmt: skip
+        services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern=pattern, reason_code="HARASSMENT",
+                              severity=severity, action=action)  # fmt: skip
+    services.profile_save(actor_label="a", name="public-chat", config={
+        "refuse_at": "high", "review_at": "low", "steering_prompt": "be kind",
+        "jurisdictions": {"EU": {"refuse_at": "medium"}},
+        "contexts": {"kids": {"refuse_at": "low"}, "adults": {"lists": {"words": False}}},
+    })  # fmt: skip
+    services.profile_save(actor_label="a", name="redteam", config={"min_severity": "high",
+                                                                  "actions": {"HARASSMENT": "log"}})  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        services.policy_publish(actor_label="a", note="profiles")
+
+
+def _actions(profile, metadata=None):
+    ruleset = runtime.active_ruleset(profile, metadata=metadata)
+    return tuple(check(word, "prompt", ruleset).action for word in ("mild", "middling", "harsh"))
+
+
+@pytest.mark.django_db
+def test_profiles_pick_lists_and_thresholds_per_request(django_capture_on_commit_callbacks):
+    _publish_profiles(django_capture_on_commit_callbacks)
+    assert _actions("") == ("log", "review", "review")  # no profile: the default profile, rules as written
+    assert _actions("unknown-profile") == ("log", "review", "review")
+    assert _actions("public-chat") == ("review", "review", "refuse")
+    assert _actions("public-chat", {"jurisdiction": "eu"}) == ("review", "refuse", "refuse")
+    assert _actions("public-chat", {"jurisdiction": "EU", "context": "kids"}) == ("refuse", "refuse", "refuse")
+    assert _actions("public-chat", {"jurisdiction": "eu", "context": "adults"}) == ("pass", "pass", "pass")
+    assert _actions("public-chat", {"jurisdiction": "mars"}) == ("review", "review", "refuse")
+    assert _actions("redteam", {"context": "kids"}) == ("pass", "pass", "log")
+    # The client's settings pin overlays; request metadata cannot loosen them.
+    assert _actions("public-chat/eu/kids", {"context": "adults"}) == ("refuse", "refuse", "refuse")
+    assert runtime.steering_prompt("public-chat") == "be kind"
+    assert runtime.steering_prompt("redteam") == settings.SAFETY_STEERING_PROMPT
+    assert runtime.current_state().compiled_count == 7  # kids and eu+kids select alike
+
+
+@pytest.mark.django_db
+def test_profile_changes_are_validated_and_audited():
+    with pytest.raises(services.PolicyError) as exc:
+        services.profile_save(actor_label="a", name="p", config={"refuse_at": "extreme"})
+    assert str(exc.value) == "refuse_at must be one of low, medium, high, critical or null"
+    with pytest.raises(services.PolicyError) as exc:
+        services.profile_save(actor_label="a", name="p", config={"contexts": {"kids": {"contexts": {}}}})
+    assert str(exc.value).startswith("unknown profile key 'contexts'")
+    services.profile_save(actor_label="a", name="p", config={"refuse_at": "high"})
+    services.profile_save(actor_label="b", name="p", config={"refuse_at": "medium"})
+    events = AuditEvent.objects.filter(action__startswith="policies.profile").order_by("id")
+    assert [(e.action, e.actor_label, e.data["after"]["config"]) for e in events] == [
+        ("policies.profile.created", "a", {"refuse_at": "high"}),
+        ("policies.profile.changed", "b", {"refuse_at": "medium"}),
+    ]
+
+
+@pytest.mark.django_db
+def test_fresh_process_loads_builtin_packs_then_the_active_version():
+    ruleset = runtime.active_ruleset()
+    assert ruleset.version == runtime.BUILTIN_LABEL
+    assert len(ruleset.rules) == sum(len(rules) for rules in runtime.load_packs().values())
+    services.policy_publish(actor_label="a", note="baseline")
+    runtime.reset()  # as a process starting now
+    assert runtime.active_ruleset().version == "v1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_down_during_publish_keeps_last_good_then_converges(settings, redis_client):
+    settings.POLICY_POLL_SECONDS = 0.5
+    good_url = settings.REDIS_URL
+    blocklist = services.blocklist_create(actor_label="a", name="words")
+    services.policy_publish(actor_label="a", note="v1")
+    assert runtime.active_ruleset().version == "v1"
+    listener = runtime.PolicyListener(DEAD_REDIS)
+    listener.start()
+    try:
+        services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern="okapi", reason_code="HATE",
+                              action="refuse")  # fmt: skip
+        settings.REDIS_URL = DEAD_REDIS
+        version = services.policy_publish(actor_label="a", note="v2 while Redis is down")
+        # The database holds the truth; the announcement failed and says so.
+        assert (version.number, version.announced) == (2, False)
+        assert list(PolicyVersion.objects.filter(is_active=True).values_list("number", flat=True)) == [2]
+        assert AuditEvent.objects.filter(action="policies.version.published", subject_id=str(version.pk)).count() == 1
+        # A process whose listener cannot reach Redis keeps serving its last good policy. (This test process
+        # published, which swapped it; put it back on v1 to play every other process, which heard nothing.)
+        runtime.install(runtime.build_state(PolicyVersion.objects.get(number=1).snapshot, version=1, label="v1"))
+        wait_for(lambda: listener.errors >= 2, timeout=10, message="the listener to fail twice")
+        assert runtime.active_ruleset().version == "v1"
+        assert check("okapi", "prompt", runtime.active_ruleset()).action == "pass"
+    finally:
+        listener.stop()
+    # Redis answers again: the listener re-reads the database, swaps, and repairs the stale key.
+    settings.REDIS_URL = good_url
+    redis_client.set(runtime.ACTIVE_KEY, 1)
+    listener = runtime.PolicyListener(settings.REDIS_URL)
+    listener.start()
+    try:
+        wait_for(lambda: runtime.active_ruleset().version == "v2", timeout=10, message="the swap to v2")
+        assert check("okapi", "prompt", runtime.active_ruleset()).action == "refuse"
+        assert redis_client.get(runtime.ACTIVE_KEY) == b"2"
+    finally:
+        listener.stop()

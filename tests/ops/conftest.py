@@ -1,5 +1,6 @@
 """Ops fixtures: a real gunicorn serving the app, and a Prometheus text parser."""
 
+import json
 import socket
 import sys
 import urllib.error
@@ -23,6 +24,9 @@ class Reply:
     status: int
     body: bytes
     headers: dict
+
+    def json(self):
+        return json.loads(self.body)
 
 
 def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: dict | None = None) -> Reply:

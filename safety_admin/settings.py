@@ -194,6 +194,9 @@ USER_RATE_LIMIT = env_int("USER_RATE_LIMIT", 60)
 VERIFIED_RATE_LIMIT = env_int("VERIFIED_RATE_LIMIT", 600)
 PRIVILEGED_RATE_LIMIT = env_int("PRIVILEGED_RATE_LIMIT", 100_000)
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+# How long a process may reuse an API key row or a suspension lookup (revocations apply within this time).
+SAFETY_AUTH_CACHE_SECONDS = env_float("SAFETY_AUTH_CACHE_SECONDS", 0.0 if SAFETY_ENV == "test" else 2.0)
+SAFETY_BENCH_BASELINE = env_bool("SAFETY_BENCH_BASELINE", False)  # mounts bench/gateway.py's baseline view
 
 # --- Model ----------------------------------------------------------------------------------------
 MODEL_API_URL = env_str("MODEL_API_URL", "").rstrip("/")

@@ -1,5 +1,6 @@
 """Top-level URLs."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -24,6 +25,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("review.urls")),
 ]
+
+if settings.SAFETY_BENCH_BASELINE:
+    from safety_admin.gateway.bench_views import baseline_infer
+
+    urlpatterns.insert(0, path("bench/baseline-infer", baseline_infer))
 
 handler404 = "safety_admin.errors.not_found"
 handler500 = "safety_admin.errors.server_error"

@@ -74,7 +74,8 @@ class ManagedProcess:
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
@@ -107,6 +108,8 @@ def start_worker(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+        # Shown by pytest only when the test fails.
+        print(f"--- {proc.log_path.name} (last 4000 chars) ---\n{proc.output()[-4000:]}")
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):

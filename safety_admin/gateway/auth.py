@@ -2,12 +2,12 @@
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 import jwt
 from django.conf import settings
-from django.utils import timezone
 
 from safety_admin.accounts.models import Tier
 from safety_admin.gateway.models import ApiKey
@@ -69,7 +69,7 @@ def _from_api_key(raw: str) -> Principal:
     if match:
         return Principal(principal_id=f"envkey:{digest[:12]}", tier=match, label=f"env key {digest[:6]}")
     prefix = split_prefix(raw)
-    key = ApiKey.objects.filter(prefix=prefix).first() if prefix else None
+    key = _api_key_by_prefix(prefix) if prefix else None
     if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
         raise AuthenticationFailed("unknown or revoked API key")
     return Principal(
@@ -79,6 +79,34 @@ def _from_api_key(raw: str) -> Principal:
         profile=key.profile,
         api_key_id=key.pk,
     )
+
+
+# A short per-process cache of key rows keeps the database off the hot path; a revocation or a new key
+# takes effect everywhere within SAFETY_AUTH_CACHE_SECONDS (documented in docs/gateway.md).
+_key_cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+
+def _api_key_by_prefix(prefix: str) -> ApiKey | None:
+    ttl = settings.SAFETY_AUTH_CACHE_SECONDS
+    now = time.monotonic()
+    cached = _key_cache.get(prefix)
+    if ttl > 0 and cached is not None and cached[0] > now:
+        return cached[1]
+    key = (
+        ApiKey.objects.filter(prefix=prefix)
+        .only("id", "name", "prefix", "key_hash", "tier", "profile", "revoked_at")
+        .first()
+    )
+    if ttl > 0:
+        if len(_key_cache) > 10_000:
+            _key_cache.clear()
+        _key_cache[prefix] = (now + ttl, key)
+    return key
+
+
+def forget_cached_key(prefix: str) -> None:
+    """Drop this process's cached row (the revoking process sees a revocation at once)."""
+    _key_cache.pop(prefix, None)
 
 
 def _from_jwt(token: str) -> Principal:
@@ -113,8 +141,3 @@ def authenticate(request) -> Principal:
     if scheme.lower() == "bearer" and token.strip():
         return _from_jwt(token.strip())
     raise AuthenticationFailed("no credentials")
-
-
-def touch_last_used(principal: Principal) -> None:
-    if principal.api_key_id:
-        ApiKey.objects.filter(pk=principal.api_key_id).update(last_used_at=timezone.now())

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from audits.services import audit_event_record
 from safety_admin.accounts.models import Tier
-from safety_admin.gateway.auth import KEY_PREFIX, hash_key
+from safety_admin.gateway.auth import KEY_PREFIX, forget_cached_key, hash_key
 from safety_admin.gateway.models import ApiKey, Suspension
 from safety_admin.privacy import pseudonymize
 
@@ -48,6 +48,7 @@ def api_key_revoke(*, key: ApiKey, actor=None, actor_label: str = "") -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        transaction.on_commit(lambda: forget_cached_key(key.prefix))
         audit_event_record(
             action="gateway.apikey.revoked",
             actor=actor,
@@ -74,6 +75,9 @@ def suspension_create(
                             reason=reason.strip()[:500], until=until, created_by_label=label)  # fmt: skip
     suspension.full_clean()
     suspension.save()
+    from safety_admin.gateway.selectors import forget_cached_suspension
+
+    transaction.on_commit(lambda: forget_cached_suspension(principal_id))
     audit_event_record(
         action="gateway.suspension.created",
         actor=actor,

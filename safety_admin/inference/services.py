@@ -82,8 +82,9 @@ def inference_request_create(
         policy_version=verdict.ruleset_version,
         trace_id=trace_id,
     )
-    req.full_clean()
-    req.save()
+    # The primary key is a fresh UUID: skip the uniqueness query full_clean would otherwise make.
+    req.full_clean(validate_unique=False)
+    req.save(force_insert=True)
     if status == RequestStatus.REFUSED:
         event = _audit(req, "gateway.request.refused", ACTOR_GATEWAY, reason_code=verdict.primary_reason_code,
                        reason_codes=verdict.reason_codes, hits=hits)  # fmt: skip

@@ -23,8 +23,11 @@ class SafetyWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.maintenance_interval = settings.INFERENCE_SWEEP_SECONDS
-        self.dequeue_timeout = max(1, min(self.dequeue_timeout or settings.INFERENCE_SWEEP_SECONDS,
-                                          settings.INFERENCE_SWEEP_SECONDS))  # fmt: skip
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Wake up at least once per sweep interval even when idle, so the sweeps run on time.
+        return max(1, min(self.worker_ttl - 15, settings.INFERENCE_SWEEP_SECONDS))
 
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()

@@ -12,8 +12,8 @@ from django.utils import timezone
 from audits.models import AuditEvent
 from review.models import Escalation
 from safety_admin.gateway import errors
-from safety_admin.gateway.services import api_key_revoke, suspension_create
 from safety_admin.gateway.models import ApiKey
+from safety_admin.gateway.services import api_key_revoke, suspension_create
 from safety_admin.inference.models import InferenceRequest
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,9 @@ def post(client, path, body, **headers):
 
 
 def infer(client, key, body=None, **headers):
-    return post(client, "/safety/infer", body if body is not None else {"user_input": SAFE}, **{"X-API-Key": key, **headers})
+    return post(
+        client, "/safety/infer", body if body is not None else {"user_input": SAFE}, **{"X-API-Key": key, **headers}
+    )
 
 
 def token(**claims):
@@ -42,7 +44,8 @@ def assert_error(response, status, code):
     assert response.status_code == status, response.content
     body = response.json()
     assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
 
 
 # --- authentication ---------------------------------------------------------------------------------
@@ -98,7 +101,9 @@ def test_valid_jwt_is_accepted_with_its_tier(client, settings):
         pytest.param(lambda: jwt.encode({"sub": "a", "tier": "user"}, JWT_SECRET, algorithm="HS256"), id="no-exp"),
         pytest.param(lambda: jwt.encode({"sub": "a", "exp": int(time.time()) + 60}, "wrong-key-" * 7), id="wrong-key"),
         pytest.param(
-            lambda: jwt.encode({"sub": "a", "tier": "privileged", "exp": int(time.time()) + 60}, None, algorithm="none"),
+            lambda: jwt.encode(
+                {"sub": "a", "tier": "privileged", "exp": int(time.time()) + 60}, None, algorithm="none"
+            ),
             id="alg-none",
         ),
         pytest.param(lambda: token(tier="admin"), id="unknown-tier"),
@@ -123,7 +128,9 @@ def test_tier_raised_in_claims_without_valid_signature_is_401(client, settings):
     forged_payload = jwt.utils.base64url_encode(
         json.dumps({"sub": "client-1", "tier": "privileged", "exp": int(time.time()) + 300}).encode()
     ).decode()
-    response = post(client, "/safety/infer", {"user_input": SAFE}, Authorization=f"Bearer {header}.{forged_payload}.{signature}")
+    response = post(
+        client, "/safety/infer", {"user_input": SAFE}, Authorization=f"Bearer {header}.{forged_payload}.{signature}"
+    )
     assert_error(response, 401, errors.UNAUTHENTICATED)
 
 
@@ -208,7 +215,11 @@ def test_safe_prompt_is_queued_with_a_job_keyed_by_request_id(client, api_key, r
     assert (req.status, req.user_input) == ("pending", SAFE)
     assert redis_client.lrange("rq:queue:inference", 0, -1) == [f"infer-{req.pk}".encode()]
     event = AuditEvent.objects.get(request_id=str(req.pk))
-    assert (event.action, event.subject_type, event.actor_label) == ("gateway.request.accepted", "inference.request", "gateway")
+    assert (event.action, event.subject_type, event.actor_label) == (
+        "gateway.request.accepted",
+        "inference.request",
+        "gateway",
+    )
 
 
 def test_refused_prompt_is_400_with_a_ticket_that_finds_the_audit_event(client, api_key, redis_client):
@@ -216,7 +227,11 @@ def test_refused_prompt_is_400_with_a_ticket_that_finds_the_audit_event(client, 
     assert response.status_code == 400
     body = response.json()
     assert set(body) == {"refused", "reason_code", "explanation", "support_ticket_id"}
-    assert (body["refused"], body["reason_code"], body["explanation"]) == (True, "HIGH_RISK_EXPLOSIVE", "request denied")
+    assert (body["refused"], body["reason_code"], body["explanation"]) == (
+        True,
+        "HIGH_RISK_EXPLOSIVE",
+        "request denied",
+    )
     event = AuditEvent.objects.get(ticket_id=body["support_ticket_id"])
     req = InferenceRequest.objects.get()
     assert (event.action, event.request_id, event.data["reason_code"]) == (
@@ -234,7 +249,11 @@ def test_review_prompt_is_202_in_review_with_an_escalation_and_no_job(client, ap
     body = response.json()
     assert body["status"] == "in_review"
     escalation = Escalation.objects.get(request_id=body["request_id"])
-    assert (escalation.direction, escalation.status, escalation.reason_codes) == ("prompt", "pending", ["PROMPT_INJECTION"])
+    assert (escalation.direction, escalation.status, escalation.reason_codes) == (
+        "prompt",
+        "pending",
+        ["PROMPT_INJECTION"],
+    )
     hit = escalation.hits[0]
     assert (hit["field"], INJECTION[hit["span"][0] : hit["span"][1]].lower()[:6]) == ("user_input", "ignore")
     assert redis_client.llen("rq:queue:inference") == 0
@@ -266,7 +285,8 @@ def test_idempotency_keys_are_per_principal_and_expire(client, api_key, redis_cl
     infer(client, one, **{"Idempotency-Key": "shared"})
     assert infer(client, two, {"user_input": "other"}, **{"Idempotency-Key": "shared"}).status_code == 202
     ttls = [redis_client.ttl(k) for k in redis_client.scan_iter("safety:idem:*")]
-    assert len(ttls) == 2 and all(86_000 < ttl <= 86_400 for ttl in ttls)
+    assert len(ttls) == 2
+    assert all(86_000 < ttl <= 86_400 for ttl in ttls)
 
 
 # --- rate limit -------------------------------------------------------------------------------------
@@ -332,15 +352,23 @@ def test_review_api_tiers_notes_and_double_decision(client, api_key):
     assert_error(review(client, user, {"request_id": request_id, "decision": "approve"}), 403, errors.FORBIDDEN)
     no_note = review(client, verified, {"request_id": request_id, "decision": "block"})
     assert_error(no_note, 400, errors.INVALID_REQUEST)
-    blocked = review(client, verified, {"request_id": request_id, "decision": "block", "notes": "injection", "reviewer_id": "alice"})
+    blocked = review(
+        client, verified, {"request_id": request_id, "decision": "block", "notes": "injection", "reviewer_id": "alice"}
+    )
     assert blocked.status_code == 200
     assert blocked.json() == {"request_id": request_id, "decision": "block", "status": "blocked"}
     again = review(client, verified, {"request_id": request_id, "decision": "approve"})
     assert_error(again, 409, errors.ALREADY_DECIDED)
     escalation = Escalation.objects.get()
-    assert (escalation.status, escalation.decided_by_label, escalation.reviewer_ref) == ("blocked", "api key v", "alice")
+    assert (escalation.status, escalation.decided_by_label, escalation.reviewer_ref) == (
+        "blocked",
+        "api key v",
+        "alice",
+    )
     decided = AuditEvent.objects.filter(action="review.escalation.blocked")
-    assert [(e.actor_label, e.data["reviewer_ref"], e.data["note"]) for e in decided] == [("api key v", "alice", "injection")]
+    assert [(e.actor_label, e.data["reviewer_ref"], e.data["note"]) for e in decided] == [
+        ("api key v", "alice", "injection")
+    ]
 
 
 def test_review_api_high_severity_needs_privileged(client, api_key):
@@ -378,7 +406,8 @@ def test_health_ready_openapi_metrics(client):
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ok", "database": "ok", "redis": "ok"}
     doc = client.get("/safety/openapi.json").json()
-    assert doc["openapi"].startswith("3.") and set(doc["paths"]) == {
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) == {
         "/safety/infer",
         "/safety/status/{request_id}",
         "/safety/review",

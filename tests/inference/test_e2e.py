@@ -16,7 +16,10 @@ AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
 def infer(client, key, text):
     return client.post(
-        "/safety/infer", data=json.dumps({"user_input": text}), content_type="application/json", headers={"X-API-Key": key}
+        "/safety/infer",
+        data=json.dumps({"user_input": text}),
+        content_type="application/json",
+        headers={"X-API-Key": key},
     )
 
 
@@ -85,7 +88,11 @@ def test_pipeline_end_to_end(client, api_key, stub_model, start_worker):
         "failure_reason": None,
     }
     assert len(stub_model.requests) == before + 2
-    assert actions(blocked_id) == ["gateway.request.accepted", "inference.request.escalated", "review.escalation.blocked"]
+    assert actions(blocked_id) == [
+        "gateway.request.accepted",
+        "inference.request.escalated",
+        "review.escalation.blocked",
+    ]
 
 
 def test_prompt_escalation_approved_goes_to_the_model(client, api_key, stub_model, start_worker):

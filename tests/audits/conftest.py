@@ -3,7 +3,14 @@
 import pytest
 from django.db import connection
 
+import audits.services
 from audits.services import audit_event_record
+
+
+@pytest.fixture(autouse=True)
+def _fresh_checkpoint_clock(monkeypatch):
+    """Each test starts as a fresh process would: the first append looks for a recent checkpoint."""
+    monkeypatch.setattr(audits.services, "_last_checkpoint_seen", None)
 
 
 def tamper(sql: str, params=None) -> None:

@@ -180,7 +180,7 @@ class _Scan:
                         positions.append((bisect_right(spaces, start), start, end + 1))
                     entry.views.setdefault("_prox_" + label, (start, end + 1, view, origin))
 
-    def run_squash(self, runs: list[tuple[str, int, int]], label: str, origin_of: Callable, token_of: Callable) -> None:
+    def run_squash(self, runs, label: str, base_label: str, origin_of: Callable, token_of: Callable) -> None:
         automaton = self.rs.squash_automaton
         if automaton is None:
             return
@@ -195,9 +195,11 @@ class _Scan:
                     else:
                         # a squashed run is one token at its place in the base view; its parts join the
                         # base view's parts, so "disable the s m o k e d e t e c t o r s" still pairs up
-                        positions = entry.parts.setdefault("base", {}).setdefault(part, [])
+                        positions = entry.parts.setdefault(base_label, {}).setdefault(part, [])
+                        # both ends: the spaced letters each count as a token of the base view
                         positions.append((token_of(start), 0, 0))
-                        entry.views.setdefault("_prox_base", (0, 0, None, origin_of(start, end)))
+                        positions.append((token_of(end), 0, 0))
+                        entry.views.setdefault("_prox_" + base_label, (0, 0, None, origin_of(start, end)))
 
 
 def _raise(severity: str, steps: int = 1) -> str:
@@ -293,7 +295,7 @@ def _scan_text(rs: Ruleset, text: str, direction: str, depth: int, origin: tuple
         def token_of(start: int) -> int:
             return len(nz.word_view(base[:start]).split())
 
-        scan.run_squash(runs, prefix + "squash", origin_of, token_of)
+        scan.run_squash(runs, prefix + "squash", prefix + "base", origin_of, token_of)
     return scan, spans, base
 
 

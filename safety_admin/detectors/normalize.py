@@ -41,8 +41,9 @@ SURROGATE_RE = re.compile("[\ud800-\udfff]")
 LEET = str.maketrans({"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "|": "l", "0": "o", "5": "s",
                       "$": "s", "7": "t", "+": "t", "8": "b", "9": "g", "6": "g", "2": "z"})  # fmt: skip
 LEET_L = str.maketrans({**{chr(k): v for k, v in LEET.items()}, "1": "l"})
-LEET_TOKEN_RE = re.compile(r"[\w@$!|+]*[0-9@$!|+][a-z][\w@$!|+]*")
-LEET_HINT_RE = re.compile(r"[0-9@$!|+][a-z]")
+LEET_TOKEN_RE = re.compile(r"[\w@$!|+]*(?:[0-9@$!|+][a-z]|[a-z][0-9@$!|+])[\w@$!|+]*")
+LEET_HINT_RE = re.compile(r"[0-9@$!|+][a-z]|[a-z][0-9@$!|+]")
+LEET_STRONG_RE = re.compile(r"[0-9@$!|+][a-z]")  # a digit or symbol before a letter: "h4ck", not "utf8"
 ROT13 = str.maketrans(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZabcdefghijklm"
 )
@@ -199,11 +200,14 @@ class Signal:
     strength: int
 
 
-def _printable_ratio(text: str) -> float:
+def _looks_like_text(text: str) -> bool:
+    """Decoded bytes worth scanning: printable and mostly letters (not binary or random data)."""
+    text = text.translate(IGNORABLE)
     if not text:
-        return 0.0
-    good = sum(1 for c in text if c.isalnum() or c in " .,;:!?'\"-()\n")
-    return good / len(text)
+        return False
+    printable = sum(1 for c in text if c.isprintable() or c in "\n\t\r")
+    letters = sum(1 for c in text if c.isalpha())
+    return printable / len(text) > 0.95 and letters / len(text) > 0.2
 
 
 def _decode_base64(run: str) -> str:
@@ -213,7 +217,7 @@ def _decode_base64(run: str) -> str:
         decoded = raw.decode("utf-8")
     except (binascii.Error, ValueError, UnicodeDecodeError):
         return ""
-    return decoded if _printable_ratio(decoded) > 0.85 and " " in decoded.strip() else ""
+    return decoded if _looks_like_text(decoded) and " " in decoded.strip() else ""
 
 
 def _decode_hex(run: str) -> str:
@@ -222,7 +226,7 @@ def _decode_hex(run: str) -> str:
         decoded = bytes.fromhex(digits).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return ""
-    return decoded if _printable_ratio(decoded) > 0.85 else ""
+    return decoded if _looks_like_text(decoded) else ""
 
 
 def payloads(text: str) -> list[tuple[str, str, int, int]]:
@@ -262,7 +266,8 @@ def views(text: str, base: str) -> list[View]:
     """Every cheap view of one (already sanitized) text, base first."""
     out = [View("base", word_view(base), base=base)]
     if not base.isascii():
-        confusable = base.translate(CONFUSABLES)
+        # fold look-alikes before casefolding: capital Greek/Cyrillic letters have their own confusables
+        confusable = base_view(text.translate(CONFUSABLES)).translate(CONFUSABLES)
         if confusable != base:
             out.append(View("confusable", word_view(confusable), base=confusable))
     leet_source = out[-1].base
@@ -274,6 +279,10 @@ def views(text: str, base: str) -> list[View]:
             leet_l = LEET_TOKEN_RE.sub(lambda m: m.group().translate(LEET_L), leet_source)
             if leet_l != leet:
                 out.append(View("leet", word_view(leet_l), base=leet_l))
+    if SQUASH_RE.search(base):
+        # "l a u n d e r money" -> "launder money": spaced-out words become words again
+        squashed = SQUASH_RE.sub(lambda m: " " + SEPARATORS_RE.sub("", m.group()) + " ", base)
+        out.append(View("squash", word_view(squashed), base=squashed))
     if REPEAT_RE.search(base):
         out.append(View("repeat", word_view(REPEAT_RE.sub(r"\1", base)), base=REPEAT_RE.sub(r"\1", base)))
         out.append(View("repeat2", word_view(REPEAT_RE.sub(r"\1\1", base)), base=REPEAT_RE.sub(r"\1\1", base)))
@@ -282,10 +291,18 @@ def views(text: str, base: str) -> list[View]:
 
 
 def squash_runs(base: str) -> list[tuple[str, int, int]]:
-    """Spaced-out letter runs of the base view, squashed: ("bomb", start, end) for "b o m b"."""
+    """Spaced-out letter runs of the base view, squashed together with the word before and after.
+
+    "find c h i l d porn" gives "findchildporn": the spacing hides where words end, so the run automaton
+    looks for terms anywhere inside it.
+    """
     runs = []
     for match in SQUASH_RE.finditer(base):
-        runs.append((SEPARATORS_RE.sub("", match.group()), match.start(), match.end()))
+        before = base.rfind(" ", 0, max(0, match.start() - 1))
+        after = base.find(" ", match.end() + 1)
+        start = before + 1
+        end = len(base) if after < 0 else after
+        runs.append((SEPARATORS_RE.sub("", base[start:end]), match.start(), match.end()))
         if len(runs) >= 64:
             break
     return runs
@@ -333,7 +350,7 @@ def signals(text: str, base: str) -> list[Signal]:
         if LEET_HINT_RE.search(base)
         else []
     )
-    leet = [m for m in leet if m.group().translate(LEET).isalpha()]
+    leet = [m for m in leet if m.group().translate(LEET).isalpha() and LEET_STRONG_RE.search(m.group())]
     if len(leet) >= 2:
         found.append(Signal("leetspeak", leet[0].start(), leet[0].end(), 2 if len(leet) >= 3 else 1))
     runs = [r for r in squash_runs(base) if len(r[0]) >= 5]

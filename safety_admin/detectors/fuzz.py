@@ -130,10 +130,7 @@ def fuzz(attacks: list[dict], run: Callable[[str], Verdict], *, seed: int, n: in
     improper = []
     for number in range(n):
         attack = attacks[rng.randrange(len(attacks))]
-        if rng.random() < 0.25:
-            chain = [rng.choice(_INNER), rng.choice(_OUTER)]
-        else:
-            chain = [rng.choice(names)]
+        chain = [rng.choice(_INNER), rng.choice(_OUTER)] if rng.random() < 0.25 else [rng.choice(names)]
         text = attack["text"]
         for name in chain:
             text = MUTATIONS[name](rng, text)
@@ -141,8 +138,10 @@ def fuzz(attacks: list[dict], run: Callable[[str], Verdict], *, seed: int, n: in
         tried[label] = tried.get(label, 0) + 1
         verdict = run(text)
         if verdict.action not in CAUGHT:
-            improper.append({"n": number, "attack": attack["id"], "kind": attack["kind"], "mandatory": attack["mandatory"],
-                             "mutation": label, "action": verdict.action, "text": text[:300]})  # fmt: skip
+            improper.append(
+                {"n": number, "attack": attack["id"], "kind": attack["kind"], "mandatory": attack["mandatory"],
+                 "mutation": label, "action": verdict.action, "text": text[:300]}
+            )  # fmt: skip
     mandatory = sum(1 for item in improper if item["mandatory"])
     return {
         "seed": seed,

@@ -28,6 +28,10 @@ class PreviewPart:
     def percent(self, category: str) -> float:
         return 100.0 * self.counts[category] / self.total if self.total else 0.0
 
+    @property
+    def percent_refused(self) -> float:
+        return self.percent("newly_refused")
+
 
 @dataclass
 class Preview:
@@ -63,10 +67,16 @@ def _compare(part: PreviewPart, text: str, old, new, *, item_id: str, label: str
         part.by_label[category][label] += 1
     if len(part.examples[category]) < EXAMPLES:
         responsible = before if category == "no_longer_caught" else after
-        part.examples[category].append({
-            "id": item_id, "text": text[:300], "label": label, "before": before.action, "after": after.action,
-            "rules": _deciding_rules(responsible),
-        })  # fmt: skip
+        part.examples[category].append(
+            {
+                "id": item_id,
+                "text": text[:300],
+                "label": label,
+                "before": before.action,
+                "after": after.action,
+                "rules": _deciding_rules(responsible),
+            }
+        )
 
 
 def recent_preview(old: PolicyState, new: PolicyState, *, limit: int) -> PreviewPart:
@@ -95,8 +105,14 @@ def corpus_preview(old: PolicyState, new: PolicyState, *, directory: Path) -> Pr
                 except ValueError:
                     continue
                 if isinstance(item, dict) and isinstance(item.get("text"), str):
-                    _compare(part, item["text"], old_rules, new_rules,
-                             item_id=str(item.get("id") or f"{path.name}:{number}"), label=str(item.get("label", "")))  # fmt: skip
+                    _compare(
+                        part,
+                        item["text"],
+                        old_rules,
+                        new_rules,
+                        item_id=str(item.get("id") or f"{path.name}:{number}"),
+                        label=str(item.get("label", "")),
+                    )
     return part
 
 
@@ -107,8 +123,9 @@ def draft_preview(*, limit: int | None = None, corpus_dir: Path | None = None, c
     return states_preview(old, new, limit=limit, corpus_dir=corpus_dir, corpus=corpus)
 
 
-def states_preview(old: PolicyState, new: PolicyState, *, limit: int | None = None, corpus_dir: Path | None = None,
-                   corpus: bool = True) -> Preview:  # fmt: skip
+def states_preview(
+    old: PolicyState, new: PolicyState, *, limit: int | None = None, corpus_dir: Path | None = None, corpus: bool = True
+) -> Preview:
     limit = settings.POLICY_PREVIEW_RECENT if limit is None else limit
     recent = recent_preview(old, new, limit=limit)
     if not corpus:

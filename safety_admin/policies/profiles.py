@@ -58,9 +58,7 @@ def validate_config(config, *, overlay: bool = False) -> dict:
             for code, action in value.items():
                 if action not in (*ACTIONS, "off"):
                     raise ValueError(MSG_BAD_ACTION.format(code=code))
-        if key == "lists" and (
-            not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values())
-        ):
+        if key == "lists" and (not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values())):
             raise ValueError(MSG_BAD_LISTS)
         if key in OVERLAY_KEYS:
             if not isinstance(value, dict):

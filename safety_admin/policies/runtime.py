@@ -71,7 +71,9 @@ def snapshot_rules(snapshot: dict, packs: dict[str, list[Rule]] | None = None) -
             out[item["name"]] = list(packs.get(item.get("pack", ""), ()))
         else:
             # Positional for speed at 1M entries: snapshot order (ENTRY_FIELDS) → Rule's field order.
-            out[item["name"]] = [Rule(r[0], r[1], r[3], r[4], r[5], r[6], r[2], r[7], r[8]) for r in item.get("entries", [])]
+            out[item["name"]] = [
+                Rule(r[0], r[1], r[3], r[4], r[5], r[6], r[2], r[7], r[8]) for r in item.get("entries", [])
+            ]
     return out
 
 
@@ -232,8 +234,13 @@ def steering_prompt(profile: str = "", *, metadata: dict | None = None) -> str:
 
 # --- Redis: announcing and listening ----------------------------------------------------------------------------
 def _client(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(NoBackoff(), 0), health_check_interval=0)  # fmt: skip
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
 
 
 def announce(number: int, *, url: str | None = None) -> bool:
@@ -312,13 +319,16 @@ class PolicyListener(threading.Thread):
             except (RedisError, OSError, ValueError, KeyError) as exc:
                 self.errors += 1
                 self.connected.clear()
-                log.warning("policy listener lost Redis; keeping the last good policy",
-                            extra={"event": "policies.listener_error", "error": type(exc).__name__})  # fmt: skip
+                log.warning(
+                    "policy listener lost Redis; keeping the last good policy",
+                    extra={"event": "policies.listener_error", "error": type(exc).__name__},
+                )
             except Exception:
                 # Never let the thread die: a bad version or a database hiccup must not stop future swaps.
                 self.errors += 1
-                log.exception("policy listener failed; keeping the last good policy",
-                              extra={"event": "policies.listener_failed"})  # fmt: skip
+                log.exception(
+                    "policy listener failed; keeping the last good policy", extra={"event": "policies.listener_failed"}
+                )
             finally:
                 try:
                     pubsub.close()
@@ -337,10 +347,19 @@ class PolicyListener(threading.Thread):
                 connection.close()
             install(new)
             state = new
-        if repair and state.version is not None:
-            # Redis lost the key (restart) or missed a publish while down: put the database's truth back.
-            if client.get(ACTIVE_KEY) != str(state.version).encode():
-                client.set(ACTIVE_KEY, state.version)
-        client.set(self.ident_key, json.dumps({"process": self.ident_key, "version": state.version,
-                                               "label": state.label, "at": time.time(), "pid": os.getpid()}),
-                   ex=int(self.poll_seconds * 6) + 5)  # fmt: skip
+        # Redis lost the key (restart) or missed a publish while down: put the database's truth back.
+        if repair and state.version is not None and client.get(ACTIVE_KEY) != str(state.version).encode():
+            client.set(ACTIVE_KEY, state.version)
+        client.set(
+            self.ident_key,
+            json.dumps(
+                {
+                    "process": self.ident_key,
+                    "version": state.version,
+                    "label": state.label,
+                    "at": time.time(),
+                    "pid": os.getpid(),
+                }
+            ),
+            ex=int(self.poll_seconds * 6) + 5,
+        )

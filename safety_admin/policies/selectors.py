@@ -14,9 +14,17 @@ def draft_snapshot() -> dict:
     names = {row["id"]: row["name"] for row in lists}
     entries: dict[int, list] = {row["id"]: [] for row in lists}
     rows = BlocklistEntry.objects.order_by("blocklist_id", "id").values_list(
-        "blocklist_id", "id", "pattern", "match_type", "reason_code", "severity", "action", "direction", "window",
+        "blocklist_id",
+        "id",
+        "pattern",
+        "match_type",
+        "reason_code",
+        "severity",
+        "action",
+        "direction",
+        "window",
         "note",
-    )  # fmt: skip
+    )
     for list_id, entry_id, *rest in rows.iterator(chunk_size=10_000):
         entries[list_id].append([f"bl.{names[list_id]}.{entry_id}", *rest])
     out = []
@@ -67,17 +75,30 @@ def snapshot_diff(old: dict, new: dict) -> dict:
     old_profiles, new_profiles = old.get("profiles", {}), new.get("profiles", {})
 
     def show(rule_id: str, values: tuple) -> dict:
-        return {"rule_id": rule_id, "pattern": values[0], "match_type": values[1], "reason_code": values[2],
-                "severity": values[3], "action": values[4], "direction": values[5]}  # fmt: skip
+        return {
+            "rule_id": rule_id,
+            "pattern": values[0],
+            "match_type": values[1],
+            "reason_code": values[2],
+            "severity": values[3],
+            "action": values[4],
+            "direction": values[5],
+        }
 
     return {
         "lists": {
             "added": sorted(set(new_lists) - set(old_lists)),
             "removed": sorted(set(old_lists) - set(new_lists)),
-            "enabled": sorted(n for n in new_lists if new_lists[n].get("enabled")
-                              and n in old_lists and not old_lists[n].get("enabled")),  # fmt: skip
-            "disabled": sorted(n for n in new_lists if not new_lists[n].get("enabled")
-                               and n in old_lists and old_lists[n].get("enabled")),  # fmt: skip
+            "enabled": sorted(
+                n
+                for n in new_lists
+                if new_lists[n].get("enabled") and n in old_lists and not old_lists[n].get("enabled")
+            ),
+            "disabled": sorted(
+                n
+                for n in new_lists
+                if not new_lists[n].get("enabled") and n in old_lists and old_lists[n].get("enabled")
+            ),
         },
         "entries": {
             "added": len(added),
@@ -86,8 +107,10 @@ def snapshot_diff(old: dict, new: dict) -> dict:
             "examples": {
                 "added": [show(k, new_entries[k]) for k in added[:DIFF_EXAMPLES]],
                 "removed": [show(k, old_entries[k]) for k in removed[:DIFF_EXAMPLES]],
-                "changed": [{"before": show(k, old_entries[k]), "after": show(k, new_entries[k])}
-                            for k in changed[:DIFF_EXAMPLES]],  # fmt: skip
+                "changed": [
+                    {"before": show(k, old_entries[k]), "after": show(k, new_entries[k])}
+                    for k in changed[:DIFF_EXAMPLES]
+                ],
             },
         },
         "profiles": {
@@ -100,8 +123,9 @@ def snapshot_diff(old: dict, new: dict) -> dict:
 
 def diff_is_empty(diff: dict) -> bool:
     lists, entries, profiles = diff["lists"], diff["entries"], diff["profiles"]
-    return not (any(lists.values()) or entries["added"] or entries["removed"] or entries["changed"]
-                or any(profiles.values()))  # fmt: skip
+    return not (
+        any(lists.values()) or entries["added"] or entries["removed"] or entries["changed"] or any(profiles.values())
+    )
 
 
 def entry_count(snapshot: dict) -> int:

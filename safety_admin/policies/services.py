@@ -34,8 +34,10 @@ MSG_NO_VERSION = "no version {number}"
 MSG_NO_PREVIOUS = "there is no version before the active one"
 MSG_ALREADY_ACTIVE = "version {number} is already active"
 MSG_NOTE_REQUIRED = "a note saying why is required"
-MSG_IMPACT = ("this draft would newly refuse {percent:.1f}% of the last {total} requests (threshold {threshold}%); "
-              "confirm to publish anyway")  # fmt: skip
+MSG_IMPACT = (
+    "this draft would newly refuse {percent:.1f}% of the last {total} requests (threshold {threshold}%); "
+    "confirm to publish anyway"
+)
 MSG_IMPORT_INVALID = "{count} invalid line(s); nothing imported"
 MSG_DUPLICATE_ENTRY = "already in list {name}"
 MSG_LIST_EXISTS = "a list named {name} already exists"
@@ -47,8 +49,9 @@ class PolicyError(ValueError):
 
 class ImpactConfirmationRequired(PolicyError):
     def __init__(self, percent: float, total: int, preview):
-        super().__init__(MSG_IMPACT.format(percent=percent, total=total,
-                                           threshold=settings.POLICY_CONFIRM_REFUSE_PERCENT))  # fmt: skip
+        super().__init__(
+            MSG_IMPACT.format(percent=percent, total=total, threshold=settings.POLICY_CONFIRM_REFUSE_PERCENT)
+        )
         self.percent, self.total, self.preview = percent, total, preview
 
 
@@ -61,14 +64,22 @@ def _user(actor):
 
 
 def _entry_dict(entry: BlocklistEntry) -> dict:
-    return {f: getattr(entry, f) for f in ("pattern", "match_type", "reason_code", "severity", "action",
-                                           "direction", "window", "note")}  # fmt: skip
+    return {
+        f: getattr(entry, f)
+        for f in ("pattern", "match_type", "reason_code", "severity", "action", "direction", "window", "note")
+    }
 
 
 def _audit(action: str, actor, actor_label: str, subject, **data):
-    return audit_event_record(action=action, actor=_user(actor), actor_label=_label(actor, actor_label),
-                              subject_type=f"policies.{type(subject).__name__.lower()}", subject_id=str(subject.pk),
-                              subject_repr=str(subject), data=data)  # fmt: skip
+    return audit_event_record(
+        action=action,
+        actor=_user(actor),
+        actor_label=_label(actor, actor_label),
+        subject_type=f"policies.{type(subject).__name__.lower()}",
+        subject_id=str(subject.pk),
+        subject_repr=str(subject),
+        data=data,
+    )
 
 
 # --- lists ------------------------------------------------------------------------------------------------------
@@ -80,9 +91,13 @@ def blocklist_sync_builtin(*, actor=None, actor_label: str = "system") -> list[B
     for pack in sorted(runtime.load_packs()):
         if pack in existing:
             continue
-        blocklist = Blocklist(name=runtime.builtin_list_name(pack), builtin=True, pack=pack,
-                              description=f"Shipped detector pack {pack!r} (read-only)",
-                              created_by_label="system")  # fmt: skip
+        blocklist = Blocklist(
+            name=runtime.builtin_list_name(pack),
+            builtin=True,
+            pack=pack,
+            description=f"Shipped detector pack {pack!r} (read-only)",
+            created_by_label="system",
+        )
         blocklist.full_clean()
         blocklist.save()
         _audit("policies.blocklist.builtin_registered", actor, actor_label, blocklist, pack=pack)
@@ -104,7 +119,9 @@ def blocklist_create(*, actor=None, actor_label: str = "", name: str, descriptio
 
 @transaction.atomic
 def blocklist_set_enabled(*, actor=None, actor_label: str = "", blocklist_id: int, enabled: bool) -> Blocklist:
-    """Turn a list (built-in or not) on or off in the draft. Side effects: audit ``policies.blocklist.(en|dis)abled``."""
+    """Turn a list (built-in or not) on or off in the draft.
+
+    Side effects: audit ``policies.blocklist.enabled``/``.disabled``."""
     blocklist = Blocklist.objects.select_for_update().get(pk=blocklist_id)
     if blocklist.enabled != enabled:
         blocklist.enabled = enabled
@@ -126,21 +143,48 @@ def _existing_keys(blocklist: Blocklist, *, exclude_id: int | None = None) -> di
 
 # --- entries ----------------------------------------------------------------------------------------------------
 @transaction.atomic
-def entry_create(*, actor=None, actor_label: str = "", blocklist_id: int, pattern: str, reason_code: str,
-                 match_type: str = "word", severity: str = "medium", action: str = "review",
-                 direction: str = "prompt", window: int = 8, note: str = "") -> BlocklistEntry:  # fmt: skip
+def entry_create(
+    *,
+    actor=None,
+    actor_label: str = "",
+    blocklist_id: int,
+    pattern: str,
+    reason_code: str,
+    match_type: str = "word",
+    severity: str = "medium",
+    action: str = "review",
+    direction: str = "prompt",
+    window: int = 8,
+    note: str = "",
+) -> BlocklistEntry:
     """Add an entry to an editable list in the draft. Side effects: row, audit ``policies.entry.created``."""
     blocklist = _editable(Blocklist.objects.get(pk=blocklist_id))
     try:
-        pattern = validate_entry(pattern=pattern, match_type=match_type, reason_code=reason_code,
-                                 severity=severity, action=action, direction=direction)  # fmt: skip
+        pattern = validate_entry(
+            pattern=pattern,
+            match_type=match_type,
+            reason_code=reason_code,
+            severity=severity,
+            action=action,
+            direction=direction,
+        )
     except InvalidEntry as exc:
         raise PolicyError(str(exc)) from None
     if dedupe_key(pattern, match_type, direction) in _existing_keys(blocklist):
         raise PolicyError(MSG_DUPLICATE_ENTRY.format(name=blocklist.name))
-    entry = BlocklistEntry(blocklist=blocklist, pattern=pattern, match_type=match_type, reason_code=reason_code,
-                           severity=severity, action=action, direction=direction, window=window, note=note,
-                           added_by=_user(actor), added_by_label=_label(actor, actor_label))  # fmt: skip
+    entry = BlocklistEntry(
+        blocklist=blocklist,
+        pattern=pattern,
+        match_type=match_type,
+        reason_code=reason_code,
+        severity=severity,
+        action=action,
+        direction=direction,
+        window=window,
+        note=note,
+        added_by=_user(actor),
+        added_by_label=_label(actor, actor_label),
+    )
     entry.full_clean()
     entry.save()
     _audit("policies.entry.created", actor, actor_label, entry, blocklist=blocklist.name, after=_entry_dict(entry))
@@ -159,18 +203,31 @@ def entry_update(*, actor=None, actor_label: str = "", entry_id: int, **changes)
     for name, value in changes.items():
         setattr(entry, name, value)
     try:
-        entry.pattern = validate_entry(pattern=entry.pattern, match_type=entry.match_type,
-                                       reason_code=entry.reason_code, severity=entry.severity, action=entry.action,
-                                       direction=entry.direction)  # fmt: skip
+        entry.pattern = validate_entry(
+            pattern=entry.pattern,
+            match_type=entry.match_type,
+            reason_code=entry.reason_code,
+            severity=entry.severity,
+            action=entry.action,
+            direction=entry.direction,
+        )
     except InvalidEntry as exc:
         raise PolicyError(str(exc)) from None
-    if dedupe_key(entry.pattern, entry.match_type, entry.direction) in _existing_keys(entry.blocklist,
-                                                                                     exclude_id=entry.pk):
+    if dedupe_key(entry.pattern, entry.match_type, entry.direction) in _existing_keys(
+        entry.blocklist, exclude_id=entry.pk
+    ):
         raise PolicyError(MSG_DUPLICATE_ENTRY.format(name=entry.blocklist.name))
     entry.full_clean()
     entry.save()
-    _audit("policies.entry.updated", actor, actor_label, entry, blocklist=entry.blocklist.name, before=before,
-           after=_entry_dict(entry))  # fmt: skip
+    _audit(
+        "policies.entry.updated",
+        actor,
+        actor_label,
+        entry,
+        blocklist=entry.blocklist.name,
+        before=before,
+        after=_entry_dict(entry),
+    )
     return entry
 
 
@@ -179,15 +236,27 @@ def entry_delete(*, actor=None, actor_label: str = "", entry_id: int) -> None:
     """Remove an entry from the draft. Side effects: row deleted, audit ``policies.entry.deleted``."""
     entry = BlocklistEntry.objects.select_related("blocklist").get(pk=entry_id)
     _editable(entry.blocklist)
-    _audit("policies.entry.deleted", actor, actor_label, entry, blocklist=entry.blocklist.name,
-           before=_entry_dict(entry))  # fmt: skip
+    _audit(
+        "policies.entry.deleted", actor, actor_label, entry, blocklist=entry.blocklist.name, before=_entry_dict(entry)
+    )
     entry.delete()
 
 
 @transaction.atomic
-def blocklist_import(*, actor=None, actor_label: str = "", list_name: str, data: bytes | str, filename: str = "",
-                     reason_code: str = "UNCLASSIFIED_REVIEW", severity: str = "medium", action: str = "review",
-                     match_type: str = "word", direction: str = "prompt", skip_invalid: bool = False) -> ImportReport:  # fmt: skip
+def blocklist_import(
+    *,
+    actor=None,
+    actor_label: str = "",
+    list_name: str,
+    data: bytes | str,
+    filename: str = "",
+    reason_code: str = "UNCLASSIFIED_REVIEW",
+    severity: str = "medium",
+    action: str = "review",
+    match_type: str = "word",
+    direction: str = "prompt",
+    skip_invalid: bool = False,
+) -> ImportReport:
     """Import a text or CSV file into ``list_name`` (created if missing). All or nothing unless ``skip_invalid``.
 
     Side effects: entries (bulk), audit ``policies.blocklist.imported`` (one event with counts and errors).
@@ -195,8 +264,14 @@ def blocklist_import(*, actor=None, actor_label: str = "", list_name: str, data:
     blocklist = Blocklist.objects.filter(name=list_name).first()
     if blocklist is not None:
         _editable(blocklist)
-    defaults = {"reason_code": reason_code, "severity": severity, "action": action, "match_type": match_type,
-                "direction": direction, "note": ""}  # fmt: skip
+    defaults = {
+        "reason_code": reason_code,
+        "severity": severity,
+        "action": action,
+        "match_type": match_type,
+        "direction": direction,
+        "note": "",
+    }
     existing = _existing_keys(blocklist) if blocklist is not None else {}
     report = parse_blocklist(data, filename=filename, defaults=defaults, existing=existing)
     if report.errors and not skip_invalid:
@@ -205,14 +280,34 @@ def blocklist_import(*, actor=None, actor_label: str = "", list_name: str, data:
         blocklist = blocklist_create(actor=actor, actor_label=actor_label, name=list_name)
     label, user = _label(actor, actor_label), _user(actor)
     BlocklistEntry.objects.bulk_create(
-        (BlocklistEntry(blocklist=blocklist, pattern=e.pattern, match_type=e.match_type, reason_code=e.reason_code,
-                        severity=e.severity, action=e.action, direction=e.direction, note=e.note, added_by=user,
-                        added_by_label=label) for e in report.entries),  # fmt: skip
+        (
+            BlocklistEntry(
+                blocklist=blocklist,
+                pattern=e.pattern,
+                match_type=e.match_type,
+                reason_code=e.reason_code,
+                severity=e.severity,
+                action=e.action,
+                direction=e.direction,
+                note=e.note,
+                added_by=user,
+                added_by_label=label,
+            )
+            for e in report.entries
+        ),
         batch_size=5000,
     )
     report.imported = len(report.entries)
-    _audit("policies.blocklist.imported", actor, actor_label, blocklist, filename=filename,
-           imported=report.imported, skipped=len(report.errors), errors=report.errors[:100])  # fmt: skip
+    _audit(
+        "policies.blocklist.imported",
+        actor,
+        actor_label,
+        blocklist,
+        filename=filename,
+        imported=report.imported,
+        skipped=len(report.errors),
+        errors=report.errors[:100],
+    )
     return report
 
 
@@ -230,8 +325,14 @@ def profile_save(*, actor=None, actor_label: str = "", name: str, config: dict, 
     profile.description, profile.config = description, config
     profile.full_clean()
     profile.save()
-    _audit(f"policies.profile.{'created' if before is None else 'changed'}", actor, actor_label, profile,
-           before=before, after={"description": description, "config": config})  # fmt: skip
+    _audit(
+        f"policies.profile.{'created' if before is None else 'changed'}",
+        actor,
+        actor_label,
+        profile,
+        before=before,
+        after={"description": description, "config": config},
+    )
     return profile
 
 
@@ -239,8 +340,13 @@ def profile_save(*, actor=None, actor_label: str = "", name: str, config: dict, 
 def profile_delete(*, actor=None, actor_label: str = "", profile_id: int) -> None:
     """Remove a profile from the draft (its clients fall back to ``default``). Side effects: audit."""
     profile = PolicyProfile.objects.get(pk=profile_id)
-    _audit("policies.profile.deleted", actor, actor_label, profile,
-           before={"description": profile.description, "config": profile.config})  # fmt: skip
+    _audit(
+        "policies.profile.deleted",
+        actor,
+        actor_label,
+        profile,
+        before={"description": profile.description, "config": profile.config},
+    )
     profile.delete()
 
 
@@ -294,18 +400,38 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
     if previous is not None:
         previous.is_active = False
         previous.save(update_fields=["is_active"])
-    version = PolicyVersion(number=number, created_by=_user(actor), created_by_label=_label(actor, actor_label),
-                            note=note[:1000], snapshot=snapshot, diff=diff, entry_count=selectors.entry_count(snapshot),
-                            is_active=True, activated_at=now)  # fmt: skip
+    version = PolicyVersion(
+        number=number,
+        created_by=_user(actor),
+        created_by_label=_label(actor, actor_label),
+        note=note[:1000],
+        snapshot=snapshot,
+        diff=diff,
+        entry_count=selectors.entry_count(snapshot),
+        is_active=True,
+        activated_at=now,
+    )
     version.full_clean(exclude=["snapshot"])  # validating a 100k-entry JSON field again adds nothing
     try:
         version.save()
     except IntegrityError:
         raise PolicyError("another publish happened at the same time; try again") from None
-    summary = {"lists": diff["lists"], "profiles": diff["profiles"],
-               "entries": {k: diff["entries"][k] for k in ("added", "removed", "changed")}}  # fmt: skip
-    _audit("policies.version.published", actor, actor_label, version, number=number, note=note,
-           previous=previous.number if previous else None, diff=summary, impact_confirmed=confirm_impact)  # fmt: skip
+    summary = {
+        "lists": diff["lists"],
+        "profiles": diff["profiles"],
+        "entries": {k: diff["entries"][k] for k in ("added", "removed", "changed")},
+    }
+    _audit(
+        "policies.version.published",
+        actor,
+        actor_label,
+        version,
+        number=number,
+        note=note,
+        previous=previous.number if previous else None,
+        diff=summary,
+        impact_confirmed=confirm_impact,
+    )
     _distribute_on_commit(version, state)
     return version
 
@@ -334,16 +460,30 @@ def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None,
         current.save(update_fields=["is_active"])
     target.is_active, target.activated_at = True, timezone.now()
     target.save(update_fields=["is_active", "activated_at"])
-    _audit("policies.version.rolled_back", actor, actor_label, target, number=target.number,
-           previous=current.number if current else None, note=note)  # fmt: skip
+    _audit(
+        "policies.version.rolled_back",
+        actor,
+        actor_label,
+        target,
+        number=target.number,
+        previous=current.number if current else None,
+        note=note,
+    )
     _distribute_on_commit(target, state)
     return target
 
 
 # --- reviewers' proposals ---------------------------------------------------------------------------------------
 @transaction.atomic
-def proposal_accept(*, actor=None, actor_label: str = "", proposal_id: int, blocklist_id: int,
-                    match_type: str = "substring", action: str = "refuse") -> BlocklistEntry:  # fmt: skip
+def proposal_accept(
+    *,
+    actor=None,
+    actor_label: str = "",
+    proposal_id: int,
+    blocklist_id: int,
+    match_type: str = "substring",
+    action: str = "refuse",
+) -> BlocklistEntry:
     """Turn a reviewer's proposal into a draft entry of ``blocklist_id`` and mark it accepted.
 
     Side effects: entry (audit ``policies.entry.created``), proposal accepted (audit by the review app),
@@ -357,9 +497,17 @@ def proposal_accept(*, actor=None, actor_label: str = "", proposal_id: int, bloc
         blocklist_proposal_mark(proposal_id=proposal_id, status="accepted", actor=actor, actor_label=actor_label)
     except ValidationError as exc:
         raise PolicyError(" ".join(exc.messages)) from None
-    entry = entry_create(actor=actor, actor_label=actor_label, blocklist_id=blocklist_id, pattern=proposal.text,
-                         reason_code=proposal.reason_code, severity=proposal.severity, match_type=match_type,
-                         action=action, note=f"proposal {proposal.pk} by {proposal.proposed_by_label}")  # fmt: skip
+    entry = entry_create(
+        actor=actor,
+        actor_label=actor_label,
+        blocklist_id=blocklist_id,
+        pattern=proposal.text,
+        reason_code=proposal.reason_code,
+        severity=proposal.severity,
+        match_type=match_type,
+        action=action,
+        note=f"proposal {proposal.pk} by {proposal.proposed_by_label}",
+    )
     _audit("policies.proposal.accepted", actor, actor_label, entry, proposal_id=proposal.pk, entry_id=entry.pk)
     return entry
 
@@ -371,8 +519,9 @@ def proposal_reject(*, actor=None, actor_label: str = "", proposal_id: int, reas
     from review.services import blocklist_proposal_mark
 
     try:
-        proposal = blocklist_proposal_mark(proposal_id=proposal_id, status="rejected", actor=actor,
-                                           actor_label=actor_label)  # fmt: skip
+        proposal = blocklist_proposal_mark(
+            proposal_id=proposal_id, status="rejected", actor=actor, actor_label=actor_label
+        )
     except ValidationError as exc:
         raise PolicyError(" ".join(exc.messages)) from None
     except BlocklistProposal.DoesNotExist:

@@ -125,11 +125,17 @@ def validate_regex(pattern: str) -> None:
         external(pattern, "regex")
 
 
-def validate_entry(*, pattern: str, match_type: str, reason_code: str, severity: str, action: str,
-                   direction: str) -> str:  # fmt: skip
+def validate_entry(
+    *, pattern: str, match_type: str, reason_code: str, severity: str, action: str, direction: str
+) -> str:
     """Check one entry's fields; returns the normalized pattern or raises InvalidEntry."""
-    for column, value in (("match_type", match_type), ("reason_code", reason_code), ("severity", severity),
-                          ("action", action), ("direction", direction)):  # fmt: skip
+    for column, value in (
+        ("match_type", match_type),
+        ("reason_code", reason_code),
+        ("severity", severity),
+        ("action", action),
+        ("direction", direction),
+    ):
         if value not in ALLOWED[column]:
             raise InvalidEntry(MSG_BAD_VALUE.format(column=column, allowed=", ".join(ALLOWED[column]), value=value))
     pattern = (pattern or "").strip()
@@ -211,8 +217,13 @@ def looks_like_csv(filename: str, text: str) -> bool:
     return first.strip().lower().startswith("term,") or first.strip().lower() == "term"
 
 
-def parse_blocklist(data: bytes | str, *, filename: str = "", defaults: dict[str, str],
-                    existing: dict[tuple[str, str, str], str] | None = None) -> ImportReport:  # fmt: skip
+def parse_blocklist(
+    data: bytes | str,
+    *,
+    filename: str = "",
+    defaults: dict[str, str],
+    existing: dict[tuple[str, str, str], str] | None = None,
+) -> ImportReport:
     """Parse a blocklist file; ``defaults`` fill missing columns; ``existing`` maps dedupe keys to list names."""
     report = ImportReport()
     if isinstance(data, bytes):
@@ -229,9 +240,14 @@ def parse_blocklist(data: bytes | str, *, filename: str = "", defaults: dict[str
         values = {col: (row.get(col) or defaults.get(col, "")) for col in CSV_COLUMNS if col != "term"}
         values["note"] = row.get("note", defaults.get("note", ""))
         try:
-            pattern = validate_entry(pattern=row.get("term", ""), match_type=values["match_type"],
-                                     reason_code=values["reason_code"], severity=values["severity"],
-                                     action=values["action"], direction=values["direction"])  # fmt: skip
+            pattern = validate_entry(
+                pattern=row.get("term", ""),
+                match_type=values["match_type"],
+                reason_code=values["reason_code"],
+                severity=values["severity"],
+                action=values["action"],
+                direction=values["direction"],
+            )
         except InvalidEntry as exc:
             report.errors.append((number, str(exc)))
             continue

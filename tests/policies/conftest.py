@@ -21,8 +21,9 @@ def _fresh_policy_runtime():
 
 @pytest.fixture
 def admin_user(django_user_model):
-    return django_user_model.objects.create_user(username="polly", password="pw-polly-123", is_staff=True,
-                                                 is_superuser=True)  # fmt: skip
+    return django_user_model.objects.create_user(
+        username="polly", password="pw-polly-123", is_staff=True, is_superuser=True
+    )
 
 
 def free_port() -> int:
@@ -32,8 +33,9 @@ def free_port() -> int:
 
 
 def http_post_json(url: str, payload: dict, headers: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", **headers})  # fmt: skip
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json", **headers}
+    )
     try:
         with urllib.request.urlopen(req, timeout=20) as resp:
             return resp.status, json.loads(resp.read())
@@ -48,8 +50,18 @@ def start_web(tmp_path):
 
     def start(workers: int = 2, **extra_env) -> ManagedProcess:
         port = free_port()
-        args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(workers), "safety_admin.wsgi:application"]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "safety_admin.wsgi:application",
+        ]
         proc = ManagedProcess(args, process_env(**extra_env), tmp_path / f"web-{len(started)}.log")
         proc.url = f"http://127.0.0.1:{port}"
         started.append(proc)

@@ -36,31 +36,49 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
     wait_for(warm, timeout=60, interval=0.05, message="three processes on v1")
     assert {a["label"] for a in runtime.process_acks()} == {"v1"}
 
-    services.entry_create(actor_label="alice", blocklist_id=blocklist.pk, pattern="giraffecanary",
-                          reason_code="HATE", severity="high", action="refuse", direction="prompt")  # fmt: skip
-    services.entry_create(actor_label="alice", blocklist_id=blocklist.pk, pattern="zebracanary",
-                          reason_code="VIOLENT_GRAPHIC", severity="high", action="refuse", direction="output")  # fmt: skip
+    services.entry_create(
+        actor_label="alice",
+        blocklist_id=blocklist.pk,
+        pattern="giraffecanary",
+        reason_code="HATE",
+        severity="high",
+        action="refuse",
+        direction="prompt",
+    )
+    services.entry_create(
+        actor_label="alice",
+        blocklist_id=blocklist.pk,
+        pattern="zebracanary",
+        reason_code="VIOLENT_GRAPHIC",
+        severity="high",
+        action="refuse",
+        direction="output",
+    )
     started = time.time()
     version = services.policy_publish(actor_label="alice", note="canaries")
     published = time.time()
     acks = wait_for(lambda: _acks_on(2, 3), timeout=20, interval=0.01, message="every process on v2")
     switch = max(a["at"] for a in acks) - started
-    print(f"\npublish -> 3 processes switched in {switch * 1000:.0f} ms "
-          f"(publish call {(published - started) * 1000:.0f} ms; per process "
-          f"{sorted(round((a['at'] - published) * 1000) for a in acks)} ms after it returned)")
+    print(
+        f"\npublish -> 3 processes switched in {switch * 1000:.0f} ms "
+        f"(publish call {(published - started) * 1000:.0f} ms; per process "
+        f"{sorted(round((a['at'] - published) * 1000) for a in acks)} ms after it returned)"
+    )
     assert version.announced is True
     assert switch < SWITCH_BOUND_SECONDS
 
     # The gateway refuses with the new prompt rule, whichever gunicorn process answers.
     for _ in range(6):
-        status, body = http_post_json(f"{web.url}/safety/infer", {"user_input": "a giraffecanary"},
-                                      {"X-API-Key": key})  # fmt: skip
+        status, body = http_post_json(f"{web.url}/safety/infer", {"user_input": "a giraffecanary"}, {"X-API-Key": key})
         assert (status, body["reason_code"]) == (400, "HATE")
     # The worker's post-check blocks the model's echo with the new output rule.
     status, body = http_post_json(f"{web.url}/safety/infer", {"user_input": "say zebracanary"}, {"X-API-Key": key})
     assert status == 202
-    req = wait_for(lambda: InferenceRequest.objects.filter(pk=body["request_id"], status="blocked").first(),
-                   timeout=30, message="the worker to block the echo")  # fmt: skip
+    req = wait_for(
+        lambda: InferenceRequest.objects.filter(pk=body["request_id"], status="blocked").first(),
+        timeout=30,
+        message="the worker to block the echo",
+    )
     assert (req.reason_codes, req.policy_version) == (["VIOLENT_GRAPHIC"], "v2")
 
     # Rollback is one call and reaches every process the same way.

@@ -11,16 +11,23 @@ pytestmark = pytest.mark.django_db
 
 
 def _request(text, profile=""):
-    return InferenceRequest.objects.create(principal_id="apikey:x", principal_pseudonym="p", principal_tier="user",
-                                           user_input=text, profile=profile, status="completed")  # fmt: skip
+    return InferenceRequest.objects.create(
+        principal_id="apikey:x",
+        principal_pseudonym="p",
+        principal_tier="user",
+        user_input=text,
+        profile=profile,
+        status="completed",
+    )
 
 
 @pytest.fixture
 def draft():
     """Active v1 refuses "pangolin"; the draft drops it, refuses "quokka" and reviews "wombat"."""
     old = services.blocklist_create(actor_label="a", name="old")
-    pangolin = services.entry_create(actor_label="a", blocklist_id=old.pk, pattern="pangolin", reason_code="HATE",
-                                     action="refuse")  # fmt: skip
+    pangolin = services.entry_create(
+        actor_label="a", blocklist_id=old.pk, pattern="pangolin", reason_code="HATE", action="refuse"
+    )
     services.policy_publish(actor_label="a", note="v1")
     new = services.blocklist_create(actor_label="a", name="new")
     services.entry_delete(actor_label="a", entry_id=pangolin.pk)
@@ -33,12 +40,16 @@ def test_preview_counts_on_recent_requests_and_corpus(draft, tmp_path):
     ids = [_request(t).pk for t in ("quokka one", "quokka two", "a wombat", "pangolin here", "nothing at all")]
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "dev.jsonl").write_text("\n".join([
-        json.dumps({"id": "c1", "text": "a quokka", "label": "benign"}),
-        json.dumps({"id": "c2", "text": "the pangolin", "label": "harmful"}),
-        "not json",
-        json.dumps({"id": "c3", "text": "calm words", "label": "benign"}),
-    ]))  # fmt: skip
+    (corpus / "dev.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "c1", "text": "a quokka", "label": "benign"}),
+                json.dumps({"id": "c2", "text": "the pangolin", "label": "harmful"}),
+                "not json",
+                json.dumps({"id": "c3", "text": "calm words", "label": "benign"}),
+            ]
+        )
+    )
     preview = draft_preview(limit=100, corpus_dir=corpus)
 
     recent = preview.recent
@@ -51,7 +62,11 @@ def test_preview_counts_on_recent_requests_and_corpus(draft, tmp_path):
     assert [(e["id"], e["rules"]) for e in recent.examples["newly_review"]] == [(str(ids[2]), [draft["wombat"]])]
     gone = recent.examples["no_longer_caught"][0]
     assert (gone["id"], gone["before"], gone["after"], gone["rules"][0].startswith("bl.old.")) == (
-        str(ids[3]), "refuse", "pass", True)  # fmt: skip
+        str(ids[3]),
+        "refuse",
+        "pass",
+        True,
+    )
 
     part = preview.corpus
     assert (part.total, part.counts) == (3, {"newly_refused": 1, "newly_review": 0, "no_longer_caught": 1})

@@ -1,7 +1,6 @@
 """The runtime: profiles and overlays, fresh-process loading, and keeping the last good policy without Redis."""
 
 import pytest
-import redis
 from django.conf import settings
 
 from audits.models import AuditEvent
@@ -24,10 +23,11 @@ def test_deep_merge_nested_dicts_merge_and_scalars_replace():
 
 def test_overlay_order_is_global_then_jurisdiction_then_context():
     config = {
-        "refuse_at": "critical", "steering_prompt": "global",
+        "refuse_at": "critical",
+        "steering_prompt": "global",
         "jurisdictions": {"eu": {"refuse_at": "high", "steering_prompt": "eu"}},
         "contexts": {"kids": {"refuse_at": "low"}, "redteam": {"steering_prompt": "red"}},
-    }  # fmt: skip
+    }
     assert effective_config(config)["refuse_at"] == "critical"
     assert effective_config(config, "eu") == {"refuse_at": "high", "steering_prompt": "eu"}
     assert effective_config(config, "eu", "kids") == {"refuse_at": "low", "steering_prompt": "eu"}
@@ -36,17 +36,33 @@ def test_overlay_order_is_global_then_jurisdiction_then_context():
 
 def _publish_profiles(django_capture_on_commit_callbacks):
     blocklist = services.blocklist_create(actor_label="a", name="words")
-    for pattern, severity, action in (("mild", "low", "log"), ("middling", "medium", "review"),
-                                      ("harsh", "high", "review")):  # fmt: skip
-        services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern=pattern, reason_code="HARASSMENT",
-                              severity=severity, action=action)  # fmt: skip
-    services.profile_save(actor_label="a", name="public-chat", config={
-        "refuse_at": "high", "review_at": "low", "steering_prompt": "be kind",
-        "jurisdictions": {"EU": {"refuse_at": "medium"}},
-        "contexts": {"kids": {"refuse_at": "low"}, "adults": {"lists": {"words": False}}},
-    })  # fmt: skip
-    services.profile_save(actor_label="a", name="redteam", config={"min_severity": "high",
-                                                                  "actions": {"HARASSMENT": "log"}})  # fmt: skip
+    for pattern, severity, action in (
+        ("mild", "low", "log"),
+        ("middling", "medium", "review"),
+        ("harsh", "high", "review"),
+    ):
+        services.entry_create(
+            actor_label="a",
+            blocklist_id=blocklist.pk,
+            pattern=pattern,
+            reason_code="HARASSMENT",
+            severity=severity,
+            action=action,
+        )
+    services.profile_save(
+        actor_label="a",
+        name="public-chat",
+        config={
+            "refuse_at": "high",
+            "review_at": "low",
+            "steering_prompt": "be kind",
+            "jurisdictions": {"EU": {"refuse_at": "medium"}},
+            "contexts": {"kids": {"refuse_at": "low"}, "adults": {"lists": {"words": False}}},
+        },
+    )
+    services.profile_save(
+        actor_label="a", name="redteam", config={"min_severity": "high", "actions": {"HARASSMENT": "log"}}
+    )
     with django_capture_on_commit_callbacks(execute=True):
         services.policy_publish(actor_label="a", note="profiles")
 
@@ -111,8 +127,9 @@ def test_redis_down_during_publish_keeps_last_good_then_converges(settings, redi
     listener = runtime.PolicyListener(DEAD_REDIS)
     listener.start()
     try:
-        services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern="okapi", reason_code="HATE",
-                              action="refuse")  # fmt: skip
+        services.entry_create(
+            actor_label="a", blocklist_id=blocklist.pk, pattern="okapi", reason_code="HATE", action="refuse"
+        )
         settings.REDIS_URL = DEAD_REDIS
         version = services.policy_publish(actor_label="a", note="v2 while Redis is down")
         # The database holds the truth; the announcement failed and says so.

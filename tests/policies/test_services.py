@@ -22,8 +22,14 @@ def _actions():
 
 def test_entry_edits_are_audited_with_before_and_after():
     blocklist = _list()
-    entry = services.entry_create(actor_label="alice", blocklist_id=blocklist.pk, pattern="ghost gun",
-                                  reason_code="HIGH_RISK_WEAPON", severity="high", action="refuse")  # fmt: skip
+    entry = services.entry_create(
+        actor_label="alice",
+        blocklist_id=blocklist.pk,
+        pattern="ghost gun",
+        reason_code="HIGH_RISK_WEAPON",
+        severity="high",
+        action="refuse",
+    )
     services.entry_update(actor_label="bob", entry_id=entry.pk, severity="critical")
     services.entry_delete(actor_label="carol", entry_id=entry.pk)
     assert _actions() == [
@@ -56,11 +62,13 @@ def test_duplicate_entry_is_refused():
     assert str(exc.value) == services.MSG_DUPLICATE_ENTRY.format(name="custom")
 
 
-def test_publish_creates_numbered_version_with_diff_swaps_and_announces(django_capture_on_commit_callbacks,
-                                                                        redis_client):  # fmt: skip
+def test_publish_creates_numbered_version_with_diff_swaps_and_announces(
+    django_capture_on_commit_callbacks, redis_client
+):
     blocklist = _list()
-    entry = services.entry_create(actor_label="alice", blocklist_id=blocklist.pk, pattern="zebra crossing",
-                                  reason_code="HATE", action="refuse")  # fmt: skip
+    entry = services.entry_create(
+        actor_label="alice", blocklist_id=blocklist.pk, pattern="zebra crossing", reason_code="HATE", action="refuse"
+    )
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(runtime.CHANNEL)
     with django_capture_on_commit_callbacks(execute=True):
@@ -92,11 +100,13 @@ def test_publish_without_changes_and_without_note_is_refused():
 def test_rollback_defaults_to_previous_and_can_target_any_version(django_capture_on_commit_callbacks):
     blocklist = _list()
     services.policy_publish(actor_label="a", note="v1: empty list")
-    services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern="okapi", reason_code="HATE",
-                          action="refuse")  # fmt: skip
+    services.entry_create(
+        actor_label="a", blocklist_id=blocklist.pk, pattern="okapi", reason_code="HATE", action="refuse"
+    )
     services.policy_publish(actor_label="a", note="v2: okapi")
-    services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern="tapir", reason_code="HATE",
-                          action="refuse")  # fmt: skip
+    services.entry_create(
+        actor_label="a", blocklist_id=blocklist.pk, pattern="tapir", reason_code="HATE", action="refuse"
+    )
     services.policy_publish(actor_label="a", note="v3: tapir")
     with django_capture_on_commit_callbacks(execute=True):
         back = services.policy_rollback(actor_label="bob", note="tapir floods reviewers")
@@ -137,8 +147,7 @@ def test_load_blocklist_command_reports_line_numbers_and_imports_nothing(tmp_pat
     with pytest.raises(CommandError) as exc:
         call_command("load_blocklist", "--file", str(path), "--list", "weapons", stderr=err)
     assert str(exc.value) == services.MSG_IMPORT_INVALID.format(count=2)
-    assert err.getvalue() == ("terms.txt:4: duplicate of line 2\n"
-                              "terms.txt:5: term longer than 500 characters\n")  # fmt: skip
+    assert err.getvalue() == ("terms.txt:4: duplicate of line 2\nterms.txt:5: term longer than 500 characters\n")
     assert BlocklistEntry.objects.count() == 0
     assert Blocklist.objects.filter(name="weapons").exists() is False
 
@@ -147,17 +156,41 @@ def test_load_blocklist_skip_invalid_then_publish(tmp_path):
     path = tmp_path / "terms.csv"
     path.write_text("term,severity,action\nwalrus,high,refuse\n(a+)+,,\nnarwhal,,\n")
     out, err = io.StringIO(), io.StringIO()
-    call_command("load_blocklist", "--file", str(path), "--list", "sea", "--reason-code", "HATE", "--skip-invalid",
-                 "--match-type", "regex", stdout=out, stderr=err)  # fmt: skip
+    call_command(
+        "load_blocklist",
+        "--file",
+        str(path),
+        "--list",
+        "sea",
+        "--reason-code",
+        "HATE",
+        "--skip-invalid",
+        "--match-type",
+        "regex",
+        stdout=out,
+        stderr=err,
+    )
     assert out.getvalue() == "imported 2 entries into sea (skipped 1 invalid)\n"
-    rows = list(BlocklistEntry.objects.order_by("id").values_list("pattern", "match_type", "reason_code", "severity",
-                                                                   "action"))  # fmt: skip
+    rows = list(
+        BlocklistEntry.objects.order_by("id").values_list("pattern", "match_type", "reason_code", "severity", "action")
+    )
     assert rows == [("walrus", "regex", "HATE", "high", "refuse"), ("narwhal", "regex", "HATE", "medium", "review")]
     path2 = tmp_path / "more.txt"
     path2.write_text("beluga\n")
     out = io.StringIO()
-    call_command("load_blocklist", "--file", str(path2), "--list", "sea", "--publish", "--note", "whales",
-                 "--reason-code", "HATE", stdout=out)  # fmt: skip
+    call_command(
+        "load_blocklist",
+        "--file",
+        str(path2),
+        "--list",
+        "sea",
+        "--publish",
+        "--note",
+        "whales",
+        "--reason-code",
+        "HATE",
+        stdout=out,
+    )
     assert out.getvalue() == "imported 1 entries into sea\npublished v1 (3 entries)\n"
     event = AuditEvent.objects.filter(action="policies.blocklist.imported").order_by("id").first()
     assert (event.data["imported"], event.data["skipped"]) == (2, 1)
@@ -166,10 +199,15 @@ def test_load_blocklist_skip_invalid_then_publish(tmp_path):
 def test_publish_policy_command_needs_confirmation_for_high_impact(api_key, client):
     key = api_key()
     for text in ("hello there", "the quokka smiles", "plain question"):
-        assert client.post("/safety/infer", {"user_input": text}, content_type="application/json",
-                           headers={"X-API-Key": key}).status_code == 202  # fmt: skip
-    services.entry_create(actor_label="a", blocklist_id=_list().pk, pattern="quokka", reason_code="HATE",
-                          action="refuse")  # fmt: skip
+        assert (
+            client.post(
+                "/safety/infer", {"user_input": text}, content_type="application/json", headers={"X-API-Key": key}
+            ).status_code
+            == 202
+        )
+    services.entry_create(
+        actor_label="a", blocklist_id=_list().pk, pattern="quokka", reason_code="HATE", action="refuse"
+    )
     with pytest.raises(CommandError) as exc:
         call_command("publish_policy", "--note", "quokkas")
     assert str(exc.value).startswith("this draft would newly refuse 33.3% of the last 3 requests")

@@ -33,18 +33,27 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {path}: {exc.strerror}") from None
         try:
             report = services.blocklist_import(
-                actor_label=opts["actor"], list_name=opts["list"], data=data, filename=path.name,
-                reason_code=opts["reason_code"], severity=opts["severity"], action=opts["action"],
-                match_type=opts["match_type"], direction=opts["direction"], skip_invalid=opts["skip_invalid"],
-            )  # fmt: skip
+                actor_label=opts["actor"],
+                list_name=opts["list"],
+                data=data,
+                filename=path.name,
+                reason_code=opts["reason_code"],
+                severity=opts["severity"],
+                action=opts["action"],
+                match_type=opts["match_type"],
+                direction=opts["direction"],
+                skip_invalid=opts["skip_invalid"],
+            )
         except services.PolicyError as exc:
             raise CommandError(str(exc)) from None
         for line, message in report.errors:
             self.stderr.write(f"{path.name}:{line}: {message}")
         if report.errors and not opts["skip_invalid"]:
             raise CommandError(services.MSG_IMPORT_INVALID.format(count=len(report.errors)))
-        self.stdout.write(f"imported {report.imported} entries into {opts['list']}"
-                          + (f" (skipped {len(report.errors)} invalid)" if report.errors else ""))  # fmt: skip
+        self.stdout.write(
+            f"imported {report.imported} entries into {opts['list']}"
+            + (f" (skipped {len(report.errors)} invalid)" if report.errors else "")
+        )
         if opts["publish"]:
             if report.errors:
                 raise CommandError("not publishing: the file had invalid lines")
@@ -62,5 +71,7 @@ def publish(command: BaseCommand, *, note: str, actor: str, confirm: bool) -> No
         raise CommandError(str(exc)) from None
     command.stdout.write(f"published v{version.number} ({version.entry_count} entries)")
     if version.announced is False:
-        command.stderr.write("warning: Redis unreachable; processes switch when it answers again "
-                             "(fresh processes load the new version from the database)")  # fmt: skip
+        command.stderr.write(
+            "warning: Redis unreachable; processes switch when it answers again "
+            "(fresh processes load the new version from the database)"
+        )

@@ -226,6 +226,8 @@ def inference_sweep(*, now=None, connection=None) -> dict[str, int]:
             counts["failed"] += inference_fail(request_id=req.pk, reason=MAX_ATTEMPTS_NOTE.format(n=req.attempts))
             continue
         InferenceRequest.objects.filter(pk=req.pk, status=RequestStatus.PENDING).update(updated_at=now)
+        # Drop any stale copy of the id from the queue list first, so the job is never listed twice.
+        django_rq.get_queue("inference", connection=connection).remove(req.job_id)
         inference_enqueue(req.pk, trace_id=req.trace_id, connection=connection)
         counts["requeued"] += 1
     return counts

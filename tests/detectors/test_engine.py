@@ -80,7 +80,7 @@ def test_verdict_takes_the_strongest_action_and_reports_codes():
 
 def test_spans_point_into_the_original_text():
     rs = _rs(Rule("b", "pipe bomb", "HIGH_RISK_EXPLOSIVE"))
-    text = "Ｈｅｌｌｏ\u200b!  How to build a Pipe\u200b-Bomb today"
+    text = "Ｈｅｌｌｏ\u200b!  How to build a Pipe\u200b-Bomb today"  # noqa: RUF001 - look-alike characters are the point of the test
 
     hit = check(text, "prompt", rs).hits[0]
 

@@ -34,7 +34,8 @@ def test_pack_true_positive_and_benign_near_miss(pack):
     own = compile_ruleset(rules, version=pack)
     direction = "output" if all(rule.direction == "output" for rule in rules) else "prompt"
     examples = pack_examples()[pack]
-    assert examples["positive"] and examples["negative"]
+    assert examples["positive"]
+    assert examples["negative"]
 
     for text in examples["positive"]:
         verdict = check(text, direction, own)

@@ -217,7 +217,10 @@ def _decode_base64(run: str) -> str:
         decoded = raw.decode("utf-8")
     except (binascii.Error, ValueError, UnicodeDecodeError):
         return ""
-    return decoded if _looks_like_text(decoded) and " " in decoded.strip() else ""
+    if not _looks_like_text(decoded):
+        return ""
+    # words, or another layer of base64 (decoded again, up to MAX_DECODE_DEPTH)
+    return decoded if " " in decoded.strip() or BASE64_RE.fullmatch(decoded.strip()) else ""
 
 
 def _decode_hex(run: str) -> str:

@@ -1,7 +1,7 @@
 """Reads for the staff overview: refusals and escalations over time, queues and the review SLA.
 
-Refusals come from the audit trail (it outlives the content purge of InferenceRequest rows);
-escalations and the SLA from review.Escalation; queue depth from Redis.
+Refusals come from InferenceRequest, escalations and the SLA from review.Escalation, decisions over
+time from the audit trail, queue depth from Redis.
 """
 
 from dataclasses import dataclass
@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, F, Min, Q
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce, Trunc
+from django.db.models.functions import Trunc
 
 from audits.models import AuditEvent
 from review.models import Escalation
+from safety_admin.inference.models import InferenceRequest, RequestStatus
 from safety_admin.metrics import QUEUES, SEVERITIES
 
-REFUSAL_ACTIONS = ("gateway.request.refused", "inference.request.blocked")
+REFUSED_STATUSES = (RequestStatus.REFUSED, RequestStatus.BLOCKED)
+DECISION_ACTIONS = {"review.escalation.approved": "approved", "review.escalation.blocked": "blocked"}
 UNKNOWN_CODE = "UNCLASSIFIED_REVIEW"
 
 
@@ -61,19 +63,30 @@ def _series(rows, buckets: list[datetime]) -> dict[str, list[int]]:
 
 
 def refusals_over_time(*, window: Window, now: datetime) -> tuple[list[datetime], dict[str, list[int]]]:
-    """Refused prompts and blocked answers per primary reason code and time bucket."""
+    """Refused prompts and blocked requests (post-check or reviewer) per primary reason code and time bucket."""
     buckets = window_buckets(window=window, now=now)
     rows = (
-        AuditEvent.objects.filter(action__in=REFUSAL_ACTIONS, created_at__gte=buckets[0])
-        .annotate(
-            bucket=Trunc("created_at", window.unit, tzinfo=UTC),
-            code=Coalesce(KT("data__reason_code"), KT("data__reason_codes__0")),
-        )
+        InferenceRequest.objects.filter(status__in=REFUSED_STATUSES, created_at__gte=buckets[0])
+        .annotate(bucket=Trunc("created_at", window.unit, tzinfo=UTC), code=KT("reason_codes__0"))
         .values("bucket", "code")
         .annotate(n=Count("id"))
         .order_by()
     )
     return buckets, _series(rows, buckets)
+
+
+def decisions_over_time(*, window: Window, now: datetime) -> tuple[list[datetime], dict[str, list[int]]]:
+    """Review decisions (approved, blocked) per time bucket, read from the audit trail."""
+    buckets = window_buckets(window=window, now=now)
+    rows = (
+        AuditEvent.objects.filter(action__in=DECISION_ACTIONS, created_at__gte=buckets[0])
+        .annotate(bucket=Trunc("created_at", window.unit, tzinfo=UTC), code=F("action"))
+        .values("bucket", "code")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    series = _series(rows, buckets)
+    return buckets, {DECISION_ACTIONS[action]: values for action, values in series.items()}
 
 
 def escalations_over_time(*, window: Window, now: datetime) -> tuple[list[datetime], dict[str, list[int]]]:

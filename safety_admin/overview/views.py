@@ -20,6 +20,7 @@ def index(request):
     now = timezone.now()
     refusals = charts.stacked_bars(*selectors.refusals_over_time(window=window, now=now), unit=window.unit)
     escalations = charts.stacked_bars(*selectors.escalations_over_time(window=window, now=now), unit=window.unit)
+    decisions = charts.stacked_bars(*selectors.decisions_over_time(window=window, now=now), unit=window.unit)
     depths = selectors.queue_depths()
     sla = selectors.review_sla(window=window, now=now)
     context = {
@@ -27,9 +28,10 @@ def index(request):
         "windows": selectors.WINDOWS.values(),
         "refusals": refusals,
         "escalations": escalations,
+        "decisions": decisions,
         "queues": charts.horizontal_bars([(name, n, "series-0") for name, n in depths.items()]),
         "redis_down": all(v is None for v in depths.values()),
-        "pending": charts.horizontal_bars([(row.severity, row.pending, f"sev-{row.severity}") for row in sla]),
+        "pending": charts.horizontal_bars([(row.severity, row.pending, f"ov-sev-{row.severity}") for row in sla]),
         "sla": sla,
     }
     return render(request, "overview/index.html", context)

@@ -6,7 +6,7 @@ changes them; with ``PROMETHEUS_MULTIPROC_DIR`` set (``make run``, the tests) ev
 process and RQ worker on one host writes its own file and ``/metrics`` adds them up.
 
 Gauges that describe shared state (queue depth, pending reviews, oldest pending review, live
-workers) are not kept in any process: ``StateCollector`` reads Redis and the database at scrape
+workers, the notification outbox) are not kept in any process: ``StateCollector`` reads Redis and the database at scrape
 time, so every web process reports the same truth however many of them there are.
 """
 
@@ -30,10 +30,6 @@ DETECTION_LATENCY = Histogram(
 )
 INFERENCE_OUTCOMES = Counter("safety_inference_outcomes", "Worker outcomes of inference jobs", ["status"])
 REVIEW_DECISIONS = Counter("safety_review_decisions", "Review decisions", ["decision", "severity"])
-# outcome: delivered | failed (gave up after retries) | retry (a transient failure that will be retried)
-NOTIFICATION_DELIVERIES = Counter(
-    "safety_notification_deliveries", "Notification delivery attempts by channel and outcome", ["channel", "outcome"]
-)
 REDIS_HEALTHY = Gauge("safety_redis_healthy", "1 when Redis answered the last check", multiprocess_mode="mostrecent")
 AUDIT_DB_HEALTHY = Gauge(
     "safety_audit_db_healthy", "1 when the database answered the last check", multiprocess_mode="mostrecent"
@@ -41,6 +37,8 @@ AUDIT_DB_HEALTHY = Gauge(
 
 QUEUES = ("inference", "notifications", "default")
 SEVERITIES = ("low", "medium", "high", "critical")
+CHANNELS = ("slack", "pagerduty")
+ATTEMPT_OUTCOMES = ("delivered", "retry", "failed", "abandoned")
 
 
 class StateCollector:
@@ -58,6 +56,7 @@ class StateCollector:
         started = time.perf_counter()
         yield from self._queues()
         yield from self._reviews()
+        yield from self._notifications()
         scrape = GaugeMetricFamily("safety_state_scrape_seconds", "Time spent reading queue and review state")
         scrape.add_metric([], time.perf_counter() - started)
         yield scrape
@@ -124,6 +123,69 @@ class StateCollector:
         yield pending
         yield oldest
         yield breached
+
+    def _notifications(self):
+        from datetime import timedelta
+
+        from django.db.models import Count, Min
+        from django.utils import timezone
+
+        from safety_admin.notifications.models import DeliveryAttempt, Notification
+
+        try:
+            now = timezone.now()
+            hour_ago = now - timedelta(hours=1)
+            pending = {
+                row["channel"]: row
+                for row in Notification.objects.filter(status="pending")
+                .values("channel")
+                .annotate(n=Count("id"), oldest=Min("created_at"))
+                .order_by()
+            }
+            attempts = {
+                (row["notification__channel"], row["outcome"]): row["n"]
+                for row in DeliveryAttempt.objects.filter(finished_at__gte=hour_ago)
+                .values("notification__channel", "outcome")
+                .annotate(n=Count("id"))
+                .order_by()
+            }
+            failed = dict(
+                Notification.objects.filter(status="failed", updated_at__gte=hour_ago)
+                .values("channel")
+                .annotate(n=Count("id"))
+                .values_list("channel", "n")
+            )
+        except Exception as exc:
+            log.warning("notification state unavailable", extra={"event": "metrics.notifications_unavailable",
+                                                                 "error": type(exc).__name__})  # fmt: skip
+            return
+        waiting = GaugeMetricFamily(
+            "safety_notifications_pending", "Notifications not yet delivered", labels=["channel"]
+        )
+        oldest = GaugeMetricFamily(
+            "safety_notification_oldest_pending_seconds",
+            "Age of the oldest undelivered notification",
+            labels=["channel"],
+        )
+        tries = GaugeMetricFamily(
+            "safety_notification_attempts_last_hour",
+            "Delivery attempts finished in the last hour by outcome (delivered, retry, failed, abandoned)",
+            labels=["channel", "outcome"],
+        )
+        gave_up = GaugeMetricFamily(
+            "safety_notifications_failed_last_hour", "Notifications given up on in the last hour", labels=["channel"]
+        )
+        for channel in CHANNELS:
+            row = pending.get(channel)
+            waiting.add_metric([channel], row["n"] if row else 0)
+            oldest.add_metric([channel], (now - row["oldest"]).total_seconds() if row else 0)
+            gave_up.add_metric([channel], failed.get(channel, 0))
+            for outcome in ATTEMPT_OUTCOMES:
+                tries.add_metric([channel, outcome], attempts.get((channel, outcome), 0))
+        yield waiting
+        yield oldest
+        yield tries
+        yield gave_up
 
 
 def state_registry() -> CollectorRegistry:

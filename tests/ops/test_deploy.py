@@ -18,9 +18,10 @@ K8S = DEPLOY / "k8s"
 # Every family /metrics exposes (test_metrics proves these names are served); suffixes come from the types.
 SAFETY_METRICS = {
     "safety_requests_total", "safety_refusals_total", "safety_escalations_total", "safety_inference_outcomes_total",
-    "safety_review_decisions_total", "safety_notification_deliveries_total", "safety_redis_healthy",
+    "safety_review_decisions_total", "safety_notifications_pending", "safety_redis_healthy",
     "safety_audit_db_healthy", "safety_queue_depth", "safety_rq_workers", "safety_reviews_pending",
-    "safety_review_oldest_pending_seconds", "safety_reviews_overdue", "safety_state_scrape_seconds",
+    "safety_review_oldest_pending_seconds", "safety_reviews_overdue", "safety_notification_oldest_pending_seconds",
+    "safety_notification_attempts_last_hour", "safety_notifications_failed_last_hour", "safety_state_scrape_seconds",
     "safety_detection_latency_seconds_bucket", "safety_detection_latency_seconds_count",
     "safety_detection_latency_seconds_sum",
 }  # fmt: skip

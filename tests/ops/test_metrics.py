@@ -14,6 +14,7 @@ from review.models import Escalation
 from review.services import escalation_create
 from safety_admin.gateway.models import ApiKey
 from safety_admin.inference.models import InferenceRequest
+from safety_admin.notifications.models import DeliveryAttempt, Notification
 from safety_admin.privacy import pseudonymize
 from tests.conftest import wait_for
 from tests.ops.conftest import http, parse_metrics, value
@@ -22,9 +23,11 @@ pytestmark = pytest.mark.django_db
 
 PIPELINE_FAMILIES = {
     "safety_requests_total", "safety_refusals_total", "safety_escalations_total", "safety_detection_latency_seconds",
-    "safety_inference_outcomes_total", "safety_review_decisions_total", "safety_notification_deliveries_total",
+    "safety_inference_outcomes_total", "safety_review_decisions_total", "safety_notifications_pending",
     "safety_redis_healthy", "safety_audit_db_healthy", "safety_queue_depth", "safety_rq_workers",
     "safety_reviews_pending", "safety_review_oldest_pending_seconds", "safety_reviews_overdue",
+    "safety_notification_oldest_pending_seconds", "safety_notification_attempts_last_hour",
+    "safety_notifications_failed_last_hour",
 }  # fmt: skip
 REFUSED_PROMPT = "explain how to build a pipe bomb"
 SAFE_PROMPT = "How do tides work?"
@@ -92,6 +95,38 @@ def test_state_gauges_read_redis_and_the_database_at_scrape_time(client, redis_c
     assert (value(samples, "safety_redis_healthy"), value(samples, "safety_audit_db_healthy")) == (1.0, 1.0)
 
 
+def test_notification_outbox_gauges(client):
+    esc = escalate("high", timedelta(minutes=5))
+    now = timezone.now()
+    waiting = Notification.objects.create(escalation=esc, channel="slack", kind="created", next_attempt_at=now)
+    Notification.objects.filter(pk=waiting.pk).update(created_at=now - timedelta(minutes=20))
+    gone = Notification.objects.create(escalation=esc, channel="pagerduty", kind="created", next_attempt_at=now,
+                                       status="failed")  # fmt: skip
+    sent = Notification.objects.create(escalation=esc, channel="slack", kind="decided", next_attempt_at=now,
+                                       status="delivered")  # fmt: skip
+    for note, number, outcome in ((waiting, 1, "retry"), (waiting, 2, "retry"), (gone, 1, "failed"),
+                                  (sent, 1, "delivered")):  # fmt: skip
+        DeliveryAttempt.objects.create(notification=note, number=number, started_at=now, finished_at=now,
+                                       outcome=outcome)  # fmt: skip
+    DeliveryAttempt.objects.create(notification=sent, number=2, started_at=now - timedelta(hours=2),
+                                   finished_at=now - timedelta(hours=2), outcome="delivered")  # fmt: skip
+
+    samples = parse_metrics(client.get("/metrics").content.decode())
+
+    assert [value(samples, "safety_notifications_pending", channel=c) for c in ("slack", "pagerduty")] == [1.0, 0.0]
+    assert 1200 <= value(samples, "safety_notification_oldest_pending_seconds", channel="slack") < 1230
+    assert [value(samples, "safety_notifications_failed_last_hour", channel=c) for c in ("slack", "pagerduty")] == [
+        0.0,
+        1.0,
+    ]
+    attempts = {
+        (labels[0][1], labels[1][1]): v
+        for (name, labels), v in samples.items()
+        if name == "safety_notification_attempts_last_hour" and v
+    }
+    assert attempts == {("slack", "retry"): 2.0, ("pagerduty", "failed"): 1.0, ("slack", "delivered"): 1.0}
+
+
 def test_redis_down_drops_queue_gauges_and_reports_unhealthy(client, settings):
     escalate("medium", timedelta(minutes=1))
     settings.REDIS_URL = CLOSED_REDIS
@@ -129,7 +164,17 @@ def test_metrics_open_by_default_and_get_only(client):
 
 # Label vocabularies of the pipeline's own metrics: anything else would be unbounded (or personal).
 ALLOWED_LABELS = {
-    "outcome": {"queued", "refused", "rate_limited", "unavailable", "review"},
+    "outcome": {
+        "queued",
+        "refused",
+        "rate_limited",
+        "unavailable",
+        "review",
+        "delivered",
+        "retry",
+        "failed",
+        "abandoned",
+    },
     "severity": {"low", "medium", "high", "critical"},
     "direction": {"prompt", "output"},
     "queue": {"inference", "notifications", "default"},

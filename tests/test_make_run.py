@@ -55,7 +55,7 @@ def test_make_run_starts_answers_and_stops(tmp_path: Path):
             [sys.executable, "scripts/devstack.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            wait_for(lambda: _http("GET", f"http://127.0.0.1:{port}/ready")[0] == 200, timeout=90, message="/ready")
+            wait_for(lambda: _http("GET", f"http://127.0.0.1:{port}/ready")[0] == 200, timeout=180, message="/ready")
             output = log_path.read_text()
             key = re.search(r"Demo API key \(verified tier\): (sa_\S+)", output).group(1)
             redis_port = int(re.search(r"starting embedded Redis .* on 127\.0\.0\.1:(\d+)", output).group(1))

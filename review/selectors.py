@@ -18,6 +18,7 @@ from safety_admin.accounts.models import TIER_MAX_SEVERITY, tier_allows_severity
 from safety_admin.inference.models import InferenceRequest, RequestStatus
 
 QUEUE_PAGE_SIZE = 50
+QUEUE_COUNT_CAP = 10_000
 AGE_FILTERS = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 REQUESTER_WINDOW = timedelta(days=30)
 STATS_DAYS = 14
@@ -58,18 +59,16 @@ class QueuePage:
 
 
 def queue_counts(*, tier: str) -> dict[str, int]:
-    """Pending escalations per severity the tier may see (one grouped query on the queue index)."""
-    sevs = allowed_severities(tier)
-    # Grouping on severity_rank keeps this an index-only scan of review_queue_order.
-    rows = (
-        Escalation.objects.filter(status=EscalationStatus.PENDING, severity_rank__lte=TIER_MAX_SEVERITY.get(tier, -1))
-        .values("severity_rank")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    names = {rank: sev for sev, rank in SEVERITY_ORDER.items()}
-    found = {names[row["severity_rank"]]: row["n"] for row in rows}
-    return {sev: found.get(sev, 0) for sev in sevs}
+    """Pending escalations per severity the tier may see, each counted up to ``QUEUE_COUNT_CAP + 1``.
+
+    A capped count reads at most that many index entries, so the queue stays fast at any depth;
+    the screen shows "10000+" beyond the cap (exact figures are on the stats page).
+    """
+    counts = {}
+    for sev in allowed_severities(tier):
+        qs = Escalation.objects.filter(status=EscalationStatus.PENDING, severity_rank=SEVERITY_ORDER[sev])
+        counts[sev] = qs.values("id")[: QUEUE_COUNT_CAP + 1].count()
+    return counts
 
 
 def escalation_queue(*, tier: str, filters: dict[str, str], after: str = "", limit: int = QUEUE_PAGE_SIZE) -> QueuePage:
@@ -186,7 +185,7 @@ def earlier_decisions_same_rule(*, escalation: Escalation, limit: int = 10) -> l
         else:
             match |= Q(hits__icontains=f'"rule_id": "{rule_id}"')
     return list(
-        Escalation.objects.filter(match)
+        Escalation.objects.filter(match, decided_at__isnull=False)
         .exclude(status=EscalationStatus.PENDING)
         .exclude(pk=escalation.pk)
         .defer("hits")

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -44,14 +45,21 @@ def queue(request):
     form = QueueFilterForm(request.GET)
     if not form.is_valid():
         counts = selectors.queue_counts(tier=request.user.tier)
-        ctx = {"form": form, "items": [], "counts": counts, "error": MSG_BAD_FILTER}
+        ctx = {
+            "form": form,
+            "items": [],
+            "counts": counts,
+            "error": MSG_BAD_FILTER,
+            "count_cap": selectors.QUEUE_COUNT_CAP,
+        }
         return render(request, "review/queue.html", ctx, status=400)
     filters = {k: v for k, v in form.cleaned_data.items() if k != "after" and v}
     page = selectors.escalation_queue(tier=request.user.tier, filters=filters, after=form.cleaned_data["after"])
     query = request.GET.copy()
     query.pop("after", None)
     ctx = {"form": form, "items": page.items, "counts": page.counts, "next_cursor": page.next_cursor,
-           "filter_query": query.urlencode(), "is_first_page": not form.cleaned_data["after"]}  # fmt: skip
+           "filter_query": query.urlencode(), "is_first_page": not form.cleaned_data["after"],
+           "count_cap": selectors.QUEUE_COUNT_CAP, "base": reverse("review:escalations")}  # fmt: skip
     return render(request, "review/queue.html", ctx)
 
 
@@ -59,7 +67,8 @@ def queue(request):
 @reviewer_required
 def queue_counts(request):
     """The per-severity counts partial that htmx refreshes in place."""
-    return render(request, "review/includes/counts.html", {"counts": selectors.queue_counts(tier=request.user.tier)})
+    ctx = {"counts": selectors.queue_counts(tier=request.user.tier), "count_cap": selectors.QUEUE_COUNT_CAP}
+    return render(request, "review/includes/counts.html", ctx)
 
 
 @require_POST

@@ -11,6 +11,12 @@ PASSWORD = "correct-horse-battery-9"
 _seq = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2 at full strength costs ~0.3 s per reviewer on a loaded 2-core machine; tests need no strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def reviewer(db, django_user_model):
     """A factory: ``reviewer(tier="verified", username=None) -> User`` with password ``PASSWORD``."""

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -17,7 +18,7 @@ from safety_admin.inference.models import InferenceRequest
 from safety_admin.notifications.models import DeliveryAttempt, Notification
 from safety_admin.privacy import pseudonymize
 from tests.conftest import wait_for
-from tests.ops.conftest import http, parse_metrics, value
+from tests.ops.conftest import free_port, http, parse_metrics, value
 
 pytestmark = pytest.mark.django_db
 
@@ -266,3 +267,28 @@ def test_metrics_move_across_two_web_processes_and_a_worker(tmp_path, api_key, s
     forbidden = [pseudonymize(k.principal_id) for k in ApiKey.objects.all()] + [k.prefix for k in ApiKey.objects.all()]
     forbidden += ["tides", "bomb", "AKIA"]
     assert label_problems(after, forbidden) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_container_worker_serves_its_own_metrics(api_key, stub_model, start_worker, redis_client):
+    # In containers PROMETHEUS_MULTIPROC_DIR cannot be shared (pids collide); each worker exports on a port.
+    port = free_port()
+    worker = start_worker(MODEL_API_URL=stub_model.url, SAFETY_WORKER_METRICS_PORT=str(port))
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape():
+        try:
+            return parse_metrics(http(url).body.decode())
+        except OSError:
+            return None
+
+    wait_for(scrape, timeout=60, message="the worker's metrics endpoint")
+    response = Client().post("/safety/infer", data=json.dumps({"user_input": SAFE_PROMPT}),
+                             content_type="application/json", headers={"X-API-Key": api_key()})  # fmt: skip
+    assert response.status_code == 202
+
+    samples = wait_for(lambda: (s := scrape()) and value(s, "safety_inference_outcomes_total", status="completed") == 1
+                       and s, timeout=60, message="the completed job in the worker's metrics")  # fmt: skip
+    assert value(samples, "safety_detection_latency_seconds_count", direction="output") == 1
+    assert "safety_queue_depth" not in {name for name, _ in samples}  # state gauges come from the web pods only
+    assert worker.proc.poll() is None

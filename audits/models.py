@@ -76,12 +76,14 @@ class AppendOnlyModel(models.Model):
 class AuditEvent(AppendOnlyModel):
     """One thing that happened. Written only by ``audits.services.audit_event_record``.
 
-    ``seq``/``prev_hash``/``hash`` chain the events (audits/chain.py lists the chained fields). The actor is
+    ``seq``/``prev_hash``/``hash`` chain the events (audits/chain.py lists the chained fields); they are empty
+    until the event's transaction has committed and ``audit_chain_seal`` has linked it (the only UPDATE the
+    database allows, once). The actor is
     kept twice: the foreign key (which may dangle once the user is deleted) and a frozen label.
     ``principal_ciphertext`` is outside the chain; its plaintext must match the chained pseudonym.
     """
 
-    seq = models.BigIntegerField(unique=True, editable=False)
+    seq = models.BigIntegerField(unique=True, null=True, blank=True, editable=False)
     ticket_id = models.CharField(max_length=40, unique=True, editable=False)
     created_at = models.DateTimeField(db_index=True, editable=False)
     actor = models.ForeignKey(
@@ -103,15 +105,19 @@ class AuditEvent(AppendOnlyModel):
     principal_pseudonym = models.CharField(max_length=40, blank=True, db_index=True, editable=False)
     principal_ciphertext = models.TextField(blank=True, editable=False)
     data = CanonicalJSONField(default=dict, blank=True, editable=False)
-    prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    hash = models.CharField(max_length=64, blank=True, editable=False)
 
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-seq"]
+        ordering = ["-id"]
         default_permissions = ("view",)
-        indexes = [models.Index(fields=["actor_label", "created_at"], name="audits_actor_created")]
+        indexes = [
+            models.Index(fields=["actor_label", "created_at"], name="audits_actor_created"),
+            # The sealer's queue: events committed but not chained yet.
+            models.Index(fields=["id"], condition=models.Q(seq__isnull=True), name="audits_pending_seal"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.ticket_id} {self.action}"

@@ -24,11 +24,11 @@ class ChainStatus:
 
 def audit_chain_status() -> ChainStatus:
     """Three indexed queries, whatever the size of the trail."""
-    head = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    head = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", flat=True).first() or 0
     checkpoint = AuditCheckpoint.objects.order_by("-seq").only("seq", "created_at").first()
     last = (
         AuditEvent.objects.filter(action__in=(ACTION_VERIFIED, ACTION_BROKEN))
-        .order_by("-seq")
+        .order_by("-id")
         .only("created_at", "action", "data")
         .first()
     )

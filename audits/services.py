@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import secrets
 import time
 from datetime import timedelta
@@ -19,7 +20,8 @@ from audits.models import AuditCheckpoint, AuditEvent
 from safety_admin import context
 from safety_admin.privacy import decrypt_identifier, encrypt_identifier, pseudonymize
 
-# One PostgreSQL advisory lock serialises appends (held until the enclosing transaction ends).
+log = logging.getLogger(__name__)
+# One PostgreSQL advisory lock lets one sealer at a time extend the chain.
 CHAIN_LOCK_KEY = 0x5AFE_A0D1
 REVEAL_FORBIDDEN = "Only privileged staff may reveal an identity."
 REVEAL_NEEDS_REASON = "Give the legal basis or case reference for this reveal."
@@ -58,13 +60,24 @@ def content_digest(content: dict[str, str]) -> str:
     return hashlib.sha256(canonical_json(content).encode()).hexdigest()
 
 
-def _chain_head() -> tuple[int, str]:
-    """Lock the chain for this transaction and return (last seq, last hash)."""
+def _lock_chain(*, wait: bool) -> bool:
+    """Take the sealing lock for this transaction (PostgreSQL advisory lock); False if busy and not waiting.
+
+    SQLite: the project opens every transaction IMMEDIATE, so this transaction already holds the write lock.
+    """
+    if connection.vendor != "postgresql":
+        return True
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if wait:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        # SQLite: the project opens every transaction IMMEDIATE, so this transaction already holds the write lock.
-        cursor.execute("SELECT seq, hash FROM audits_auditevent ORDER BY seq DESC LIMIT 1")
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
+        return bool(cursor.fetchone()[0])
+
+
+def _chain_head() -> tuple[int, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT seq, hash FROM audits_auditevent WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
         row = cursor.fetchone()
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
@@ -84,16 +97,16 @@ def audit_event_record(
     principal_id: str = "",
     content: dict[str, str] | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain. Call it inside the transaction of the change it records.
+    """Record one event. Call it inside the transaction of the change it records.
 
     ``principal_id`` (a user or API principal identifier) is stored as its keyed pseudonym (chained) and
     AES-GCM ciphertext (for the lawful reveal), never in clear. ``content`` (prompt/output text) is never
     stored: only its digest goes into ``data["content_sha256"]``.
 
-    Side effects: one AuditEvent row; holds the chain lock until the enclosing transaction ends; every
-    ``AUDIT_CHECKPOINT_EVERY`` events or ``AUDIT_CHECKPOINT_SECONDS`` a signed AuditCheckpoint row.
+    Side effects: one AuditEvent row, not yet chained; after the enclosing transaction commits, the chain is
+    sealed (``audit_chain_seal``), which gives the event its ``seq``, ``prev_hash`` and ``hash``. Writers never
+    wait for one another: only committed events are chained, so a rolled-back change leaves no gap.
     """
-    global _last_checkpoint_seen
     ctx = context.current()
     label = actor_label or (getattr(actor, "username", "") if actor is not None else "") or "system"
     payload = dict(data or {})
@@ -102,6 +115,7 @@ def audit_event_record(
     ticket_id = _new_ticket_id()
     event = AuditEvent(
         ticket_id=ticket_id,
+        created_at=timezone.now(),
         actor_id=actor.pk if getattr(actor, "pk", None) else None,
         actor_label=_clean_text(label, 200),
         action=_clean_text(action, 100),
@@ -112,31 +126,87 @@ def audit_event_record(
         trace_id=_clean_text(trace_id or ctx.trace_id, 64),
         principal_pseudonym=pseudonymize(principal_id),
         principal_ciphertext=encrypt_identifier(principal_id, context=ticket_id),
+        data=json.loads(_canonical_data(payload)),
     )
-    data_text = _canonical_data(payload)
-    event.data = json.loads(data_text)
-    last_seq, last_hash = _chain_head()
-    event.seq = last_seq + 1
-    event.prev_hash = last_hash
-    # Time is taken under the lock so it never goes backwards along the chain within one clock.
-    event.created_at = timezone.now()
-    event.hash = event_hash(
-        (event.seq, last_hash, ticket_id, canonical_time(event.created_at), event.actor_id, event.actor_label,
-         event.action, event.subject_type, event.subject_id, event.subject_repr, event.request_id, event.trace_id,
-         event.principal_pseudonym, data_text)
-    )  # fmt: skip
     event._chained = True
     event.save()
-    if event.seq % max(settings.AUDIT_CHECKPOINT_EVERY, 1) == 0:
-        _checkpoint_write(event.seq, event.hash)
+    if actor is not None and event.actor_id:
+        event.actor = actor
+    transaction.on_commit(audit_chain_seal_quietly, robust=True)
+    return event
+
+
+_PENDING = ("SELECT id, ticket_id, created_at, actor_id, actor_label, action, subject_type, subject_id, subject_repr,"
+            " request_id, trace_id, principal_pseudonym, data FROM audits_auditevent WHERE seq IS NULL"
+            " ORDER BY id LIMIT %s")  # fmt: skip
+
+
+def _seal_batch(batch_size: int) -> int:
+    """Inside a transaction holding the lock: chain up to ``batch_size`` pending events; returns how many."""
+    global _last_checkpoint_seen
+    with connection.cursor() as cursor:
+        cursor.execute(_PENDING, [batch_size])
+        pending = cursor.fetchall()
+    if not pending:
+        return 0
+    last_seq, prev = _chain_head()
+    rows = []
+    for pk, ticket, created, *rest in pending:  # rest: the chained fields after created_at, in order
+        last_seq += 1
+        digest = event_hash((last_seq, prev, ticket, canonical_time(created), *rest))
+        rows.append((last_seq, prev, digest, pk))
+        prev = digest
+    with connection.cursor() as cursor:
+        cursor.executemany("UPDATE audits_auditevent SET seq = %s, prev_hash = %s, hash = %s WHERE id = %s", rows)
+    head_seq, head_hash = rows[-1][0], rows[-1][2]
+    every = max(settings.AUDIT_CHECKPOINT_EVERY, 1)
+    if head_seq // every > (rows[0][0] - 1) // every:
+        _checkpoint_write(head_seq, head_hash)
     elif _last_checkpoint_seen is None or time.monotonic() - _last_checkpoint_seen > settings.AUDIT_CHECKPOINT_SECONDS:
         latest = AuditCheckpoint.objects.order_by("-seq").values_list("created_at", flat=True).first()
         if latest is None or timezone.now() - latest >= timedelta(seconds=settings.AUDIT_CHECKPOINT_SECONDS):
-            _checkpoint_write(event.seq, event.hash)
+            _checkpoint_write(head_seq, head_hash)
         _last_checkpoint_seen = time.monotonic()
-    if actor is not None and event.actor_id:
-        event.actor = actor
-    return event
+    return len(rows)
+
+
+def _pending_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM audits_auditevent WHERE seq IS NULL LIMIT 1")
+        return cursor.fetchone() is not None
+
+
+def audit_chain_seal(*, wait: bool = False, max_rounds: int = 20, batch_size: int = 2000) -> int:
+    """Chain every committed, not yet chained event, in id order; returns how many were chained.
+
+    One sealer at a time (advisory lock). A caller that finds the lock busy returns at once: the holder looks
+    again for pending events after it commits, and sees this caller's event, which committed before it asked.
+    The sealing transaction commits asynchronously on PostgreSQL (no fsync wait): it only derives data from
+    events that are already durable, and a seal lost in a crash is simply redone by the next sealer.
+
+    Side effects: sets seq/prev_hash/hash of pending events; signed checkpoints (see ``_seal_batch``).
+    """
+    sealed = 0
+    for _ in range(max_rounds):
+        with transaction.atomic():
+            if not _lock_chain(wait=wait):
+                return sealed
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
+            count = _seal_batch(batch_size)
+        sealed += count
+        if count < batch_size and not _pending_exists():
+            break
+    return sealed
+
+
+def audit_chain_seal_quietly() -> None:
+    """``audit_chain_seal`` for on-commit hooks: never fails the caller (pending events are sealed later)."""
+    try:
+        audit_chain_seal()
+    except Exception:
+        log.exception("audit chain sealing failed; pending events will be sealed by the next writer")
 
 
 def _checkpoint_write(seq: int, head_hash: str) -> AuditCheckpoint:
@@ -153,16 +223,18 @@ def _checkpoint_write(seq: int, head_hash: str) -> AuditCheckpoint:
     return checkpoint
 
 
-@transaction.atomic
 def audit_checkpoint_create() -> AuditCheckpoint | None:
-    """Sign the current chain head unless a checkpoint already covers it; None when there is nothing to sign.
+    """Seal pending events, then sign the chain head unless a checkpoint already covers it.
 
-    Side effects: takes the chain lock; at most one AuditCheckpoint row.
+    Side effects: chains pending events; at most one AuditCheckpoint row.
     """
-    last_seq, last_hash = _chain_head()
-    if last_seq == 0 or AuditCheckpoint.objects.filter(seq=last_seq).exists():
-        return None
-    return _checkpoint_write(last_seq, last_hash)
+    audit_chain_seal(wait=True)
+    with transaction.atomic():
+        _lock_chain(wait=True)
+        last_seq, last_hash = _chain_head()
+        if last_seq == 0 or AuditCheckpoint.objects.filter(seq=last_seq).exists():
+            return None
+        return _checkpoint_write(last_seq, last_hash)
 
 
 def user_is_privileged_staff(user) -> bool:
@@ -194,9 +266,9 @@ def audit_identity_reveal(*, event: AuditEvent, actor, reason: str) -> str:
         action=ACTION_REVEALED,
         actor=actor,
         subject_type="audits.event",
-        subject_id=str(event.seq),
+        subject_id=event.ticket_id,
         subject_repr=f"{event.ticket_id} {event.action}"[:300],
-        data={"ticket_id": event.ticket_id, "pseudonym": event.principal_pseudonym, "reason": reason[:1000]},
+        data={"seq": event.seq, "pseudonym": event.principal_pseudonym, "reason": reason[:1000]},
     )
     return identity
 

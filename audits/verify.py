@@ -47,7 +47,8 @@ class VerificationResult:
     checkpoints: int = 0
     last_checkpoint_seq: int | None = None
     last_checkpoint_at: str = ""
-    unsealed: int = 0
+    unsigned: int = 0  # chained events after the last checkpoint
+    pending: int = 0  # committed events the sealer has not chained yet
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
 
@@ -161,15 +162,19 @@ def verify_chain(*, jobs: int = 1, min_per_job: int = 50_000) -> VerificationRes
         result.ok = False
         result.first_bad_seq = problems[0].seq
         result.problem = problems[0].message
-    result.unsealed = last_seq - (result.last_checkpoint_seq or 0)
+    result.unsigned = last_seq - (result.last_checkpoint_seq or 0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM audits_auditevent WHERE seq IS NULL")
+        result.pending = cursor.fetchone()[0]
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
 
 def verify_and_record(*, jobs: int = 1, actor_label: str = "verify_audit_chain") -> VerificationResult:
-    """Verify, then append the outcome to the chain (the admin index shows the latest outcome)."""
-    from audits.services import audit_verification_record
+    """Chain pending events, verify, then record the outcome in the trail (the admin index shows the latest)."""
+    from audits.services import audit_chain_seal, audit_verification_record
 
+    audit_chain_seal(wait=True)
     result = verify_chain(jobs=jobs)
     with transaction.atomic():
         audit_verification_record(result=result, actor_label=actor_label)

@@ -4,7 +4,8 @@ import pytest
 from django.db import connection
 
 import audits.services
-from audits.services import audit_event_record
+from audits.models import AuditEvent
+from audits.services import audit_chain_seal, audit_event_record
 
 
 @pytest.fixture(autouse=True)
@@ -25,13 +26,15 @@ def tamper(sql: str, params=None) -> None:
 
 @pytest.fixture
 def events(db):
-    """A factory: ``events(n)`` appends n events and returns them in seq order."""
+    """A factory: ``events(n)`` records n events, chains them (as the on-commit hook would) and returns them."""
 
     def make(n: int, **fields):
-        return [
+        made = [
             audit_event_record(action="tests.thing.done", actor_label="tester", subject_type="tests.thing",
                                subject_id=str(i), data={"i": i, "note": "é\x00", "x": 1.5}, **fields)
             for i in range(n)
         ]  # fmt: skip
+        audit_chain_seal()
+        return [AuditEvent.objects.get(pk=e.pk) for e in made]
 
     return make

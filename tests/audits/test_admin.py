@@ -128,10 +128,11 @@ def test_admin_index_shows_the_chain_status(client):
     after = client.get(reverse("admin:index")).content.decode()
 
     assert "Never verified" in before
-    # sign-in (1) + event (2), checkpointed at 1 by the first append; verification appended as 3.
+    # sign-in and event are chained and signed (checkpoint #2) before verifying; the verification event
+    # itself is chained once this transaction commits (never, in this rolled-back test).
     assert "<strong>Verified</strong>" in after
-    assert "2 events, last verified checkpoint #1." in after
-    assert "Head: event #3." in after
+    assert "2 events, last verified checkpoint #2." in after
+    assert "Head: event #2." in after
 
 
 def test_reveal_view_for_privileged_staff_only(client):
@@ -151,5 +152,4 @@ def test_reveal_view_for_privileged_staff_only(client):
         200, False, "Give the legal basis or case reference for this reveal.")  # fmt: skip
     assert revealed.context["identity"] == "apikey:1234"
     record = AuditEvent.objects.filter(action=ACTION_REVEALED).get()
-    assert (record.actor_id, record.data["reason"], record.data["ticket_id"]) == (
-        officer.pk, "Court order 7", event.ticket_id)  # fmt: skip
+    assert (record.actor_id, record.data["reason"], record.subject_id) == (officer.pk, "Court order 7", event.ticket_id)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audits.chain import canonical_json
 from audits.models import AuditCheckpoint, AuditEvent
-from audits.services import ACTION_PURGED, audit_event_record, content_digest
+from audits.services import ACTION_PURGED, audit_chain_seal, audit_event_record, content_digest
 from audits.signing import public_key_hex
 from audits.verify import verify_chain
 from review.models import Escalation
@@ -33,12 +33,12 @@ def test_export_is_verified_by_the_documented_script(events, tmp_path):
     call_command("export_audit", "--since", "2000-01-01", "--until", "2100-01-01", "--output", str(out))
 
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [line["type"] for line in lines] == ["header"] + ["event"] * 7 + ["checkpoint"] * 3
+    assert [line["type"] for line in lines] == ["header"] + ["event"] * 7 + ["checkpoint"] * 2
     assert (lines[0]["first_seq"], lines[0]["last_seq"], lines[0]["public_keys"]) == (1, 7, [public_key_hex()])
-    # 1: the first event found no checkpoint; 4: audit_checkpoint; 7: sealed by the export.
-    assert [cp["seq"] for cp in lines[-3:]] == [1, 4, 7]
+    # 4: the first seal found no checkpoint; 7: signed by the export for the events after it.
+    assert [cp["seq"] for cp in lines[-2:]] == [4, 7]
     result = _run_script(out, "--public-key", public_key_hex())
-    assert (result.returncode, result.stdout) == (0, "OK: verified 7 events and 3 checkpoints\n")
+    assert (result.returncode, result.stdout) == (0, "OK: verified 7 events and 2 checkpoints\n")
 
     # Any edit to the file is caught by the script.
     lines[3]["data"]["i"] = 99
@@ -48,7 +48,7 @@ def test_export_is_verified_by_the_documented_script(events, tmp_path):
 
 
 def test_export_of_a_time_range_carries_context_up_to_the_covering_checkpoint(events, tmp_path):
-    early = events(3)
+    early = events(2) + events(1)  # the first seal signs a checkpoint at 2; 3 is not signed yet
     events(2)
     out = tmp_path / "range.jsonl"
     # Times are taken under the chain lock, so event 4 is strictly later than event 3.
@@ -59,10 +59,11 @@ def test_export_of_a_time_range_carries_context_up_to_the_covering_checkpoint(ev
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     header, records = lines[0], lines[1:]
     assert (header["first_seq"], header["last_seq"]) == (1, 3)
-    # Events 4 and 5 come along (marked out of range) to link event 3 to the checkpoint that covers it.
+    # Events 4 and 5 come along (marked out of range) to link event 3 to the checkpoint that covers it,
+    # which the export signed for the head.
     assert [(r["seq"], r["in_range"]) for r in records if r["type"] == "event"] == [
         (1, True), (2, True), (3, True), (4, False), (5, False)]  # fmt: skip
-    assert [r["seq"] for r in records if r["type"] == "checkpoint"] == [1, 5]
+    assert [r["seq"] for r in records if r["type"] == "checkpoint"] == [2, 5]
     assert _run_script(out).stdout == "OK: verified 3 events and 2 checkpoints\n"
 
 
@@ -103,9 +104,9 @@ def test_purge_blanks_old_content_except_open_escalations_and_keeps_the_chain_va
         recent.pk: ("secret prompt", "be nice", "an answer", False),
     }
     digest = content_digest({"user_input": "secret prompt", "system_prompt": "be nice", "response": "an answer"})
-    purged = list(AuditEvent.objects.filter(action=ACTION_PURGED).order_by("seq").values_list("data", flat=True))
+    purged = list(AuditEvent.objects.filter(action=ACTION_PURGED).order_by("id").values_list("data", flat=True))
     assert [p["content_sha256"] for p in purged] == [{str(old_decided.pk): digest}, {str(old.pk): digest}]
     assert [(p["count"], p["retention_days"]) for p in purged] == [(1, 30), (1, 30)]
     assert "secret prompt" not in canonical_json(purged)
-    assert verify_chain().ok is True
-    assert AuditCheckpoint.objects.count() >= 1
+    assert audit_chain_seal() == 3
+    assert (verify_chain().ok, AuditCheckpoint.objects.count()) == (True, 1)

@@ -14,6 +14,7 @@ from audits.services import (
     REVEAL_FORBIDDEN,
     REVEAL_MISMATCH,
     REVEAL_NEEDS_REASON,
+    audit_chain_seal,
     audit_checkpoint_create,
     audit_event_record,
     audit_identity_reveal,
@@ -24,6 +25,8 @@ from safety_admin.privacy import decrypt_identifier, pseudonymize
 from tests.audits.conftest import tamper
 
 pytestmark = pytest.mark.django_db
+# PostgreSQL raises insufficient_privilege (ProgrammingError); SQLite an IntegrityError.
+REFUSED = (IntegrityError, InternalError, ProgrammingError)
 
 
 def test_record_stores_every_field_and_links_to_the_previous_event():
@@ -37,8 +40,11 @@ def test_record_stores_every_field_and_links_to_the_previous_event():
         )  # fmt: skip
     finally:
         context.reset(token)
+    unchained = (first.seq, first.prev_hash, first.hash)
+    audit_chain_seal()  # what the on-commit hook does once the transaction commits
 
-    second = AuditEvent.objects.get(pk=second.pk)
+    first, second = AuditEvent.objects.get(pk=first.pk), AuditEvent.objects.get(pk=second.pk)
+    assert unchained == (None, "", "")
     assert (first.seq, first.prev_hash, first.actor_label) == (1, GENESIS_HASH, "system")
     assert (second.seq, second.prev_hash) == (2, first.hash)
     assert (second.actor_id, second.actor_label, second.action, second.subject_type, second.subject_id,
@@ -65,11 +71,14 @@ def test_checkpoint_every_n_events_is_signed_over_the_head(settings):
     settings.AUDIT_CHECKPOINT_EVERY = 3
     settings.AUDIT_CHECKPOINT_SECONDS = 3600
 
-    made = [audit_event_record(action="tests.n") for _ in range(7)]
+    for _ in range(7):
+        audit_event_record(action="tests.n")
+        audit_chain_seal()
+    hashes = dict(AuditEvent.objects.values_list("seq", "hash"))
 
-    # The first append checkpoints because none exists yet; then every 3rd seq.
+    # The first seal checkpoints because none exists yet; then every 3rd seq.
     assert list(AuditCheckpoint.objects.order_by("seq").values_list("seq", "head_hash")) == [
-        (1, made[0].hash), (3, made[2].hash), (6, made[5].hash)]  # fmt: skip
+        (1, hashes[1]), (3, hashes[3]), (6, hashes[6])]  # fmt: skip
     assert audit_checkpoint_create().seq == 7
     assert audit_checkpoint_create() is None
 
@@ -98,6 +107,7 @@ def test_orm_update_and_delete_raise(events):
     "sql",
     [
         "UPDATE audits_auditevent SET action = 'forged'",
+        "UPDATE audits_auditevent SET seq = seq + 100",
         "DELETE FROM audits_auditevent",
         "TRUNCATE audits_auditevent",
         "UPDATE audits_auditcheckpoint SET head_hash = 'x'",
@@ -112,7 +122,7 @@ def test_raw_sql_changes_are_refused_by_the_database(events, sql):
         # The test suite lets Django's flush TRUNCATE; a normal session has no such flag.
         cursor.execute("SET LOCAL audits.allow_truncate = 'off'")
         with (
-            pytest.raises((IntegrityError, InternalError, ProgrammingError), match="append-only"),
+            pytest.raises(REFUSED, match="append-only"),
             transaction.atomic(),
         ):
             cursor.execute(sql)
@@ -130,10 +140,10 @@ def test_reveal_by_privileged_staff_returns_the_identity_and_is_audited(events):
     identity = audit_identity_reveal(event=event, actor=officer, reason="Court order 2026/117")
 
     assert identity == "jwt:carol"
-    record = AuditEvent.objects.order_by("-seq").first()
+    record = AuditEvent.objects.order_by("-id").first()
     assert (record.action, record.actor_id, record.subject_type, record.subject_id, record.data) == (
-        ACTION_REVEALED, officer.pk, "audits.event", str(event.seq),
-        {"ticket_id": event.ticket_id, "pseudonym": pseudonymize("jwt:carol"), "reason": "Court order 2026/117"},
+        ACTION_REVEALED, officer.pk, "audits.event", event.ticket_id,
+        {"seq": None, "pseudonym": pseudonymize("jwt:carol"), "reason": "Court order 2026/117"},
     )  # fmt: skip
 
 
@@ -155,6 +165,37 @@ def test_reveal_needs_a_reason_and_detects_a_swapped_ciphertext():
     with pytest.raises(ValidationError, match=REVEAL_NEEDS_REASON):
         audit_identity_reveal(event=carol, actor=officer, reason="  ")
     # Someone with database access moves Dave's ciphertext onto Carol's event.
-    tamper("UPDATE audits_auditevent SET principal_ciphertext = %s WHERE seq = %s", [dave.principal_ciphertext, 1])
+    tamper(
+        "UPDATE audits_auditevent SET principal_ciphertext = %s WHERE id = %s", [dave.principal_ciphertext, carol.pk]
+    )
     with pytest.raises(ValidationError, match=REVEAL_MISMATCH):
-        audit_identity_reveal(event=AuditEvent.objects.get(seq=1), actor=officer, reason="Court order 2")
+        audit_identity_reveal(event=AuditEvent.objects.get(pk=carol.pk), actor=officer, reason="Court order 2")
+
+
+def test_only_the_one_time_sealing_update_is_allowed():
+    event = audit_event_record(action="tests.pending")
+    with connection.cursor() as cursor:
+        with pytest.raises(REFUSED, match="append-only"), transaction.atomic():
+            cursor.execute("UPDATE audits_auditevent SET action = 'forged', seq = 1 WHERE id = %s", [event.pk])
+        cursor.execute("UPDATE audits_auditevent SET seq = 1, prev_hash = 'a', hash = 'b' WHERE id = %s", [event.pk])
+        with pytest.raises(REFUSED, match="append-only"), transaction.atomic():
+            cursor.execute(
+                "UPDATE audits_auditevent SET seq = 2, prev_hash = 'c', hash = 'd' WHERE id = %s", [event.pk]
+            )
+    assert AuditEvent.objects.values_list("seq", "prev_hash", "hash", "action").get() == (1, "a", "b", "tests.pending")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_changes_leave_no_gap_and_commits_are_chained_on_commit():
+    def failing_change():
+        with transaction.atomic():
+            audit_event_record(action="tests.rolled_back")
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        failing_change()
+    audit_event_record(action="tests.kept.1")
+    audit_event_record(action="tests.kept.2")
+
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", "action")) == [
+        (1, "tests.kept.1"), (2, "tests.kept.2")]  # fmt: skip

@@ -17,7 +17,7 @@ def rita():
 
 
 def _events():
-    return list(AuditEvent.objects.order_by("seq"))
+    return list(AuditEvent.objects.order_by("id"))
 
 
 def test_sign_in_and_sign_out_are_recorded(client, rita):

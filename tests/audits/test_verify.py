@@ -34,7 +34,7 @@ def test_intact_chain_verifies(events):
 
     result = verify_chain()
 
-    assert (result.ok, result.events, result.last_seq, result.last_checkpoint_seq, result.unsealed) == (
+    assert (result.ok, result.events, result.last_seq, result.last_checkpoint_seq, result.unsigned) == (
         True, 6, 6, 6, 0)  # fmt: skip
 
 
@@ -144,12 +144,13 @@ def test_forged_checkpoints_are_reported(events):
 def test_command_reports_the_first_bad_seq_and_records_the_outcome(events):
     events(3)
     call_command("verify_audit_chain", "--jobs", "1")
-    assert AuditEvent.objects.order_by("-seq").values_list("seq", "action").first() == (4, ACTION_VERIFIED)
+    verified = AuditEvent.objects.order_by("-id").first()
+    assert (verified.action, verified.data["ok"], verified.data["events"]) == (ACTION_VERIFIED, True, 3)
 
     tamper("UPDATE audits_auditevent SET action = 'x' WHERE seq = 2")
     with pytest.raises(CommandError, match=r"^audit chain BROKEN at seq 2: hash does not match"):
         call_command("verify_audit_chain", "--jobs", "1")
-    last = AuditEvent.objects.order_by("-seq").first()
+    last = AuditEvent.objects.order_by("-id").first()
     assert (last.action, last.data["first_bad_seq"], last.data["problem"]) == (ACTION_BROKEN, 2, BAD_HASH)
 
 

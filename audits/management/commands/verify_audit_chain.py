@@ -24,8 +24,10 @@ class Command(BaseCommand):
         )
         if result.last_checkpoint_seq:
             self.stdout.write(f"last good checkpoint: #{result.last_checkpoint_seq} at {result.last_checkpoint_at}")
-        if result.unsealed:
-            self.stdout.write(f"{result.unsealed} events after the last checkpoint (signed at the next one)")
+        if result.unsigned:
+            self.stdout.write(f"{result.unsigned} events after the last checkpoint (signed at the next one)")
+        if result.pending:
+            self.stdout.write(f"{result.pending} events committed but not chained yet")
         if not result.ok:
             for problem in result.problems[1:]:
                 self.stderr.write(f"also: seq {problem.seq}: {problem.message}")

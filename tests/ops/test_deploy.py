@@ -203,3 +203,22 @@ def test_production_refuses_to_start_without_its_keys():
                             text=True, timeout=120, check=False)  # fmt: skip
     assert result.returncode == 1
     assert "PSEUDONYM_KEY must be set when SAFETY_ENV=production" in result.stderr
+
+
+def test_readme_operator_section_documents_every_variable_the_deploy_files_set():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Operating it") :]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]{2,})`", section))
+    compose = load_all(DEPLOY / "compose.yaml")[0]
+    deployed = set(compose["x-app"]["environment"])
+    objects = k8s_objects()
+    deployed |= set(objects[("ConfigMap", "safety-admin-config")]["data"])
+    deployed |= set(objects[("Secret", "safety-admin-secrets")]["stringData"])
+    # DESIGN.md §6: the original deployment guide's names.
+    guide = {"REDIS_URL", "DATABASE_URL", "MODEL_API_URL", "MODEL_API_KEY", "SAFETY_JWT_SECRET", "SAFETY_API_KEYS",
+             "SLACK_WEBHOOK", "PAGERDUTY_ROUTING_KEY", "SAFETY_ENV", "SAFETY_LOG_JSON", "SAFETY_LOG_LEVEL",
+             "PRIVILEGED_RATE_LIMIT"}  # fmt: skip
+
+    assert (deployed | guide) - documented == set()
+    for heading in ("### Scaling workers", "### Backups", "### Rotating the JWT secret", "### Rotating the audit"):
+        assert heading in section

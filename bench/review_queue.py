@@ -82,10 +82,11 @@ def seed_escalations(n_pending: int, n_decided: int) -> None:
     t = time.monotonic()
     bulk_insert(Escalation, total, {
         "request_id": "md5(g::text)::uuid",
-        "direction": "CASE WHEN g % 2 = 0 THEN 'prompt' ELSE 'output' END",
+        "direction": "CASE WHEN (g / 4) % 2 = 0 THEN 'prompt' ELSE 'output' END",
         "severity": "(ARRAY['low','medium','high','critical'])[1 + g % 4]",
         "severity_rank": "g % 4",
-        "reason_codes": "jsonb_build_array('HIGH_RISK_EXPLOSIVE')",
+        "reason_codes": "jsonb_build_array((ARRAY['HIGH_RISK_EXPLOSIVE','HATE','PRIVACY_PII','JAILBREAK_TEMPLATE',"
+                        "'CYBER_ABUSE'])[1 + (g / 8) % 5])",
         "hits": """jsonb_build_array(jsonb_build_object('rule_id', 'rule.' || (g % 50), 'reason_code',
                     'HIGH_RISK_EXPLOSIVE', 'severity', 'medium', 'action', 'review', 'span', jsonb_build_array(31, 40),
                     'view', 'nfkc', 'field', 'user_input'))""",

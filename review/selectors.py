@@ -18,7 +18,7 @@ from safety_admin.accounts.models import TIER_MAX_SEVERITY, tier_allows_severity
 from safety_admin.inference.models import InferenceRequest, RequestStatus
 
 QUEUE_PAGE_SIZE = 50
-QUEUE_COUNT_CAP = 10_000
+QUEUE_COUNT_CAP = 1_000
 AGE_FILTERS = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 REQUESTER_WINDOW = timedelta(days=30)
 STATS_DAYS = 14
@@ -62,7 +62,7 @@ def queue_counts(*, tier: str) -> dict[str, int]:
     """Pending escalations per severity the tier may see, each counted up to ``QUEUE_COUNT_CAP + 1``.
 
     A capped count reads at most that many index entries, so the queue stays fast at any depth;
-    the screen shows "10000+" beyond the cap (exact figures are on the stats page).
+    the screen shows "1000+" beyond the cap (exact figures are on the stats page).
     """
     counts = {}
     for sev in allowed_severities(tier):

@@ -168,6 +168,11 @@ def install(state: PolicyState) -> None:
     log.info("policy installed", extra={"event": "policies.installed", "version": state.label})
 
 
+def peek_state() -> PolicyState | None:
+    """The state this process runs, without loading one (None before first use)."""
+    return _state
+
+
 def current_state() -> PolicyState:
     state = _state
     if state is None:

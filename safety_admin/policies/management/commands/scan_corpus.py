@@ -1,7 +1,6 @@
 """Scan a JSONL file of texts with the detectors and write one verdict line per input line."""
 
 import json
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -25,7 +24,7 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(MISSING_FILE.format(path=path))
         rs = compile_ruleset(load_rules_file(ruleset), version=Path(ruleset).stem) if ruleset else default_ruleset()
-        sink = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115 - closed below when a file
+        sink = open(out, "w", encoding="utf-8") if out else self.stdout  # noqa: SIM115 - closed below when a file
         actions: dict[str, int] = {}
         elapsed = []
         try:

@@ -1,0 +1,269 @@
+"""Policies: import + compile + publish of 100k entries (target ≤ 5 s), time from publish to every process
+switched (two gunicorn workers and an rqworker), and memory per process for the compiled ruleset at 100k and 1M.
+
+Baselines measured in the same run: a plain ``bulk_create`` of the same rows (no parsing, validation, snapshot
+or compile), a bare Redis pub/sub round trip, and the memory of the uncompiled rule objects.
+``--quick`` uses 20k entries and 10k/100k for memory.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safety_admin.settings")
+
+from bench.common import (
+    BENCH_REDIS_URL,
+    ROOT,
+    child_env,
+    free_port,
+    fresh_database,
+    progress,
+    start_gunicorn,
+    start_worker,
+)
+
+TARGET_IMPORT_SECONDS = 5.0
+TARGET_SWITCH_SECONDS = 1.0
+
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _terms(n: int) -> list[str]:
+    return [f"term{i} word{i % 977}" for i in range(n)]
+
+
+def memory_child(n: int) -> None:
+    """Run in a fresh process: RSS of ``n`` rules, then of the compiled state. Prints one JSON line."""
+    import django
+
+    django.setup()
+    import gc
+
+    from safety_admin.policies.runtime import build_state
+
+    base = _rss_mb()
+    rows = [[f"bl.bench.{i}", t, "word", "HATE", "medium", "review", "prompt", 8, ""] for i, t in enumerate(_terms(n))]
+    snapshot = {
+        "format": 1,
+        "lists": [{"name": "bench", "builtin": False, "pack": "", "enabled": True, "entries": rows}],
+        "profiles": {},
+    }
+    gc.collect()
+    with_rows = _rss_mb()
+    started = time.perf_counter()
+    state = build_state(snapshot, version=1, label="v1", packs={})
+    compile_s = time.perf_counter() - started
+    del rows, snapshot
+    gc.collect()
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "rows_mb": with_rows - base,
+                "compiled_mb": _rss_mb() - base,
+                "compile_s": compile_s,
+                "rules": state.rule_count,
+            }
+        )
+    )
+
+
+def _pubsub_round_trip(url: str, samples: int = 20) -> float:
+    """Median time for a Redis PUBLISH to reach a subscriber in another thread (the transport alone)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("bench:policies")
+    while pubsub.get_message(timeout=0.1) is not None:
+        pass
+    times = []
+    for _ in range(samples):
+        sent = time.perf_counter()
+        client.publish("bench:policies", "x")
+        while pubsub.get_message(timeout=1.0) is None:
+            pass
+        times.append(time.perf_counter() - sent)
+    pubsub.close()
+    client.close()
+    return sorted(times)[len(times) // 2]
+
+
+def _post(port: int, key: str, text: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/safety/infer",
+        method="POST",
+        data=json.dumps({"user_input": text}).encode(),
+        headers={"Content-Type": "application/json", "X-API-Key": key},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _wait_acks(version: int, count: int, timeout: float) -> list[dict] | None:
+    from safety_admin.policies.runtime import process_acks
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        acks = process_acks(url=BENCH_REDIS_URL)
+        if len(acks) >= count and all(a["version"] == version for a in acks):
+            return acks
+        time.sleep(0.01)
+    return None
+
+
+def main(argv: list[str]) -> int:
+    if "--memory-child" in argv:
+        memory_child(int(argv[argv.index("--memory-child") + 1]))
+        return 0
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connections
+
+    quick = "--quick" in argv
+    n = 20_000 if quick else 100_000
+    mem_sizes = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        print("policies bench needs PostgreSQL (DATABASE_URL=postgres://…); skipped")
+        return 0
+    ok = True
+    name = f"bench_policies_{os.getpid()}"
+    settings.REDIS_URL = BENCH_REDIS_URL  # the processes started below listen there
+    original = connections["default"].settings_dict["NAME"]
+    with fresh_database(name) as url:
+        connections["default"].close()
+        connections["default"].settings_dict["NAME"] = name
+        try:
+            ok &= _import_and_switch(n, url)
+        finally:
+            connections["default"].close()
+            connections["default"].settings_dict["NAME"] = original
+    ok &= _memory(mem_sizes)
+    return 0 if ok else 1
+
+
+def _import_and_switch(n: int, url: str) -> bool:
+    import redis
+
+    from safety_admin.gateway.services import api_key_create
+    from safety_admin.policies import runtime, services
+    from safety_admin.policies.models import Blocklist, BlocklistEntry
+
+    client = redis.Redis.from_url(BENCH_REDIS_URL)
+    for key in client.scan_iter("policies:*"):
+        client.delete(key)
+    path = Path(tempfile.mkdtemp()) / "bench.txt"
+    path.write_text("# bench terms\n" + "\n".join(_terms(n)) + "\n")
+
+    # Baseline: the same rows straight into the table, nothing else.
+    progress(f"baseline: bulk_create of {n:,} rows")
+    scratch = Blocklist.objects.create(name="scratch")
+    started = time.perf_counter()
+    BlocklistEntry.objects.bulk_create(
+        (BlocklistEntry(blocklist=scratch, pattern=t, reason_code="HATE") for t in _terms(n)), batch_size=5000
+    )
+    baseline = time.perf_counter() - started
+    scratch.delete()
+
+    progress(f"import + compile + publish of {n:,} entries")
+    started = time.perf_counter()
+    report = services.blocklist_import(
+        actor_label="bench", list_name="bench", data=path.read_bytes(), filename=path.name, reason_code="HATE"
+    )
+    imported = time.perf_counter()
+    version = services.policy_publish(actor_label="bench", note="bench import")
+    total = time.perf_counter() - started
+    if report.imported != n or report.errors:
+        print(f"  !! import failed: {report.errors[:5]}")
+        return False
+    print(
+        f"  import+compile+publish {n:,} entries: {total:.2f} s (import {imported - started:.2f} s, "
+        f"snapshot+compile+publish {total - (imported - started):.2f} s) | target ≤ {TARGET_IMPORT_SECONDS} s"
+        f" | baseline bulk_create {baseline:.2f} s | ratio {total / baseline:.1f}x"
+    )
+    ok = total <= TARGET_IMPORT_SECONDS if n >= 100_000 else True
+
+    progress("starting gunicorn (2 workers) and an rqworker on that database")
+    env = child_env(DATABASE_URL=url, POLICY_POLL_SECONDS="2")
+    key = api_key_create(name="bench", tier="privileged", profile="", actor_label="bench")[1]
+    port = free_port()
+    procs = [start_gunicorn(env, port, workers=2), start_worker(env)]
+    try:
+        progress(f"warming up: every process loads v{version.number} ({n:,} entries) and reports it")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and _wait_acks(version.number, 3, 0.5) is None:
+            threads = [threading.Thread(target=_post, args=(port, key, "hello")) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if _wait_acks(version.number, 3, 1) is None:
+            print("  !! not every process reported the first version; switch time not measured")
+            return False
+        blocklist = Blocklist.objects.get(name="bench")
+        services.entry_create(actor_label="bench", blocklist_id=blocklist.pk, pattern="one more", reason_code="HATE")
+        progress("publishing one more entry")
+        started = time.time()
+        new = services.policy_publish(actor_label="bench", note="one more")
+        published = time.time()
+        acks = _wait_acks(new.number, 3, 120)
+        transport = _pubsub_round_trip(BENCH_REDIS_URL)
+        if acks is None:
+            print("  !! processes did not switch within 120 s")
+            return False
+        switch = max(a["at"] for a in acks) - started
+        print(
+            f"  publish → 3 processes switched at {n:,} entries: {switch:.2f} s (publish call "
+            f"{published - started:.2f} s; each process loads + compiles itself) | target ≤ {TARGET_SWITCH_SECONDS}"
+            f" s | baseline pub/sub round trip {transport * 1000:.2f} ms | ratio {switch / transport:.0f}x"
+        )
+        runtime.reset()
+        return ok
+    finally:
+        for proc in procs:
+            proc.stop()
+        client.close()
+
+
+def _memory(sizes) -> bool:
+    for size in sizes:
+        progress(f"memory: compiling {size:,} entries in a fresh process")
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--memory-child", str(size)],
+            cwd=ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if out.returncode != 0:
+            print(f"  !! memory child failed: {out.stderr[-2000:]}")
+            return False
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"  compiled ruleset {size:,} entries: {data['compiled_mb']:.0f} MB per process "
+            f"(compile {data['compile_s']:.1f} s) | baseline uncompiled rule rows {data['rows_mb']:.0f} MB"
+            f" | ratio {data['compiled_mb'] / max(data['rows_mb'], 0.1):.1f}x"
+        )
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

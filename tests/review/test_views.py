@@ -213,3 +213,33 @@ def test_login_locks_out_after_repeated_failures(client, reviewer):
                            REMOTE_ADDR="10.0.0.1")  # fmt: skip
     assert response.status_code == 429
     assert "_auth_user_id" not in client.session
+
+
+def test_stats_page_counts_decisions_median_and_overturned(client, reviewer, escalation):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    boss = reviewer("privileged", username="boss")
+    prompt = escalation(severity="low", direction="prompt")
+    services.escalation_decide(escalation_id=prompt.pk, decision="approve", tier="privileged", actor=boss,
+                               actor_label="boss")  # fmt: skip
+    output = escalation(severity="low", direction="output", response="bad")
+    Escalation.objects.filter(pk=output.pk).update(request=prompt.request)
+    services.escalation_decide(escalation_id=output.pk, decision="block", tier="privileged", actor=boss,
+                               actor_label="boss", note="harmful")  # fmt: skip
+    # Make both decisions take exactly 60 s after creation.
+    for esc in (prompt, output):
+        esc.refresh_from_db()
+        Escalation.objects.filter(pk=esc.pk).update(created_at=esc.decided_at - timedelta(seconds=60))
+    escalation(severity="critical")
+    client.force_login(boss)
+
+    stats = client.get(reverse("review:stats")).context["stats"]
+
+    today = timezone.now().date()
+    assert stats["per_day"] == [{"day": today, "decided_by_label": "boss", "approved": 1, "blocked": 1}]
+    assert (stats["median_seconds"], stats["decided"]) == (60.0, 2)
+    assert [e.pk for e in stats["overturned"]] == [prompt.pk]
+    assert [(row["severity"], row["pending"], row["overdue"]) for row in stats["queue_age"]] == [
+        ("critical", 1, 0), ("high", 0, 0), ("medium", 0, 0), ("low", 0, 0)]  # fmt: skip

@@ -111,6 +111,7 @@ def compile_ruleset(
 
 
 def _build(keys: dict[str, list[tuple[int, int]]]):
+    """An automaton whose value per key is (key length, refs); refs are (rule index, part) pairs."""
     automaton = ahocorasick.Automaton()
     for key, refs in keys.items():
         automaton.add_word(key, (len(key), tuple(refs)))
@@ -148,6 +149,17 @@ class _Scan:
         self.direction = direction
         self.found: dict[int, _Found] = {}
         self._applies = {}
+        self.view_text: dict[str, str] = {}
+        self._spaces: dict[str, list[int]] = {}
+
+    def tokens(self, label: str, positions: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """Token indexes (spaces before the match in the word view) for positions still marked -1."""
+        if not positions or (positions[0][0] != -1 and positions[-1][0] != -1):
+            return positions
+        spaces = self._spaces.get(label)
+        if spaces is None:
+            spaces = self._spaces[label] = [m.start() for m in _SPACE_RE.finditer(self.view_text[label])]
+        return [(bisect_right(spaces, p[1]) if p[0] == -1 else p[0], p[1], p[2]) for p in positions]
 
     def applies(self, index: int) -> bool:
         ok = self._applies.get(index)
@@ -160,9 +172,16 @@ class _Scan:
         if automaton is None:
             return
         text = view.text
-        spaces: list[int] | None = None
-        for end, (length, refs) in automaton.iter(text):
-            start = end - length + 1
+        # Phase 1 (tight loop): the end offsets of each distinct key. Common words match many times, so the
+        # per-rule work of phase 2 is done once per distinct key, not once per occurrence.
+        occurrences: dict[tuple, list[int]] = {}
+        for end, value in automaton.iter(text):
+            ends = occurrences.get(value)
+            if ends is None:
+                occurrences[value] = [end]
+            elif len(ends) < PROXIMITY_MAX_POSITIONS:
+                ends.append(end)
+        for (length, refs), ends in occurrences.items():
             for index, part in refs:
                 if not self.applies(index):
                     continue
@@ -171,14 +190,13 @@ class _Scan:
                     entry = self.found[index] = _Found()
                 if part == PART_WORD:
                     if label not in entry.views:
-                        entry.views[label] = (start, end + 1, view, origin)
-                else:
-                    positions = entry.parts.setdefault(label, {}).setdefault(part, [])
-                    if len(positions) < PROXIMITY_MAX_POSITIONS:
-                        if spaces is None:  # token index = spaces before the match; found once per view
-                            spaces = [m.start() for m in _SPACE_RE.finditer(text)]
-                        positions.append((bisect_right(spaces, start), start, end + 1))
-                    entry.views.setdefault("_prox_" + label, (start, end + 1, view, origin))
+                        entry.views[label] = (ends[0] - length + 1, ends[0] + 1, view, origin)
+                    continue
+                # token index -1: filled in by _tokens() only for rules whose every part matched
+                positions = entry.parts.setdefault(label, {}).setdefault(part, [])
+                positions.extend((-1, end - length + 1, end + 1) for end in ends)
+                self.view_text[label] = text
+                entry.views.setdefault("_prox_" + label, (ends[0] - length + 1, ends[0] + 1, view, origin))
 
     def run_squash(self, runs, label: str, base_label: str, origin_of: Callable, token_of: Callable) -> None:
         automaton = self.rs.squash_automaton
@@ -318,6 +336,9 @@ def _hits_for(scan: _Scan, spans: _SpanMap, text: str, base: str, direction: str
         if entry is None:
             continue
         for label, by_part in entry.parts.items():
+            if len(by_part) < parts:
+                continue
+            by_part = {part: scan.tokens(label, positions) for part, positions in by_part.items()}
             got = _proximity_span(by_part, parts, rs.rules[index].window)
             if got is not None:
                 start, end = got

@@ -47,12 +47,20 @@ LEET_STRONG_RE = re.compile(r"[0-9@$!|+][a-z]")  # a digit or symbol before a le
 ROT13 = str.maketrans(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZabcdefghijklm"
 )
+# The rot13 view is built when the text talks about a cipher (the usual "decode this rot13: ...") or is
+# mostly words the English letter pairs rarely form; plain prompts skip it.
+ROT13_HINT_RE = re.compile(
+    r"rot\W?13|caesar|cipher|decod|decrypt|encod|encrypt|shift|reverse|\b[bcdfghjklmnpqrstvwxz]{4,}\b"
+)
 SEPARATORS_RE = re.compile(r"[\W_]+")
 TOKEN_RE = re.compile(r"[^\W_]+")
 # Runs of single letters split by 1-3 separators: "b o m b", "b.o.m.b", "b-o-m-b".
 SQUASH_RE = re.compile(r"(?<![^\W_])(?:[^\W_][\W_]{1,3}){3,}[^\W_](?![^\W_])")
 REPEAT_RE = re.compile(r"([^\W\d_])\1{2,}")
+REPEAT_HINT_RE = re.compile(r"(.)\1\1")  # 10x cheaper than REPEAT_RE; most texts stop here
 BASE64_RE = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
+# Hex of text: every byte of printable ASCII starts with a digit nibble, so three digit-led pairs in a row.
+HEX_HINT_RE = re.compile(r"\d[0-9a-fA-F](?:[ :,]|\\x)?\d[0-9a-fA-F](?:[ :,]|\\x)?\d[0-9a-fA-F]")
 HEX_RE = re.compile(
     r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{16,}|(?:\\x[0-9A-Fa-f]{2}){8,}|(?:[0-9A-Fa-f]{2}[ :,]){7,}[0-9A-Fa-f]{2})"
     r"(?![0-9A-Za-z])"
@@ -248,7 +256,7 @@ def payloads(text: str) -> list[tuple[str, str, int, int]]:
             found.append(("base64", decoded, match.start(), match.end()))
         if len(found) >= MAX_PAYLOADS:
             return found
-    for match in HEX_RE.finditer(text):
+    for match in HEX_RE.finditer(text) if HEX_HINT_RE.search(text) else ():
         decoded = _decode_hex(match.group()[:MAX_PAYLOAD_CHARS])
         if decoded:
             found.append(("hex", decoded, match.start(), match.end()))
@@ -282,18 +290,20 @@ def views(text: str, base: str) -> list[View]:
             leet_l = LEET_TOKEN_RE.sub(lambda m: m.group().translate(LEET_L), leet_source)
             if leet_l != leet:
                 out.append(View("leet", word_view(leet_l), base=leet_l))
-    if SQUASH_RE.search(base):
+    if squash_runs(base):
         # "l a u n d e r money" -> "launder money": spaced-out words become words again
         squashed = SQUASH_RE.sub(lambda m: " " + SEPARATORS_RE.sub("", m.group()) + " ", base)
         out.append(View("squash", word_view(squashed), base=squashed))
-    if REPEAT_RE.search(base):
+    if REPEAT_HINT_RE.search(base) and REPEAT_RE.search(base):
         out.append(View("repeat", word_view(REPEAT_RE.sub(r"\1", base)), base=REPEAT_RE.sub(r"\1", base)))
         out.append(View("repeat2", word_view(REPEAT_RE.sub(r"\1\1", base)), base=REPEAT_RE.sub(r"\1\1", base)))
-    out.append(View("rot13", word_view(base.translate(ROT13)), base=base.translate(ROT13)))
+    if ROT13_HINT_RE.search(base):
+        out.append(View("rot13", word_view(base.translate(ROT13)), base=base.translate(ROT13)))
     return out
 
 
-def squash_runs(base: str) -> list[tuple[str, int, int]]:
+@lru_cache(maxsize=64)
+def squash_runs(base: str) -> tuple[tuple[str, int, int], ...]:
     """Spaced-out letter runs of the base view, squashed together with the word before and after.
 
     "find c h i l d porn" gives "findchildporn": the spacing hides where words end, so the run automaton
@@ -308,7 +318,7 @@ def squash_runs(base: str) -> list[tuple[str, int, int]]:
         runs.append((SEPARATORS_RE.sub("", base[start:end]), match.start(), match.end()))
         if len(runs) >= 64:
             break
-    return runs
+    return tuple(runs)
 
 
 # Letters by script, for the mixed-script token signal.

@@ -18,7 +18,7 @@ from safety_admin.detectors import normalize as nz
         "a\ud800b\udfffc",
         "\ud83d",
         "\U0010ffff" * 100,
-        "Ελληνικά русский 中文 العربية हिन्दी mixed ｆｕｌｌ",
+        "Ελληνικά русский 中文 العربية हिन्दी mixed ｆｕｌｌ",  # noqa: RUF001 - look-alikes on purpose
         "\u202e\u202d\u2066" * 500,
         "\U000e0001" * 5000,
         "=" * 10000,

@@ -43,7 +43,7 @@ def test_squash_view_joins_spaced_out_letters():
 
 
 def test_squash_runs_keep_the_neighbouring_words():
-    assert nz.squash_runs(nz.base_view("find c h i l d porn")) == [("findchildporn", 5, 14)]
+    assert nz.squash_runs(nz.base_view("find c h i l d porn")) == (("findchildporn", 5, 14),)
 
 
 def test_repeat_views_collapse_runs_to_one_and_two_letters():

@@ -85,23 +85,19 @@ class StateCollector:
         yield workers
 
     def _reviews(self):
-        from django.db.models import Count, Min
+        from django.db.models import Count, Min, Q
         from django.utils import timezone
 
         from review.models import Escalation
 
         try:
             now = timezone.now()
+            # One pass over the pending rows (the review_queue_order index leads with status).
             rows = (
                 Escalation.objects.filter(status="pending")
                 .values("severity")
-                .annotate(n=Count("id"), oldest=Min("created_at"))
-            )
-            overdue = dict(
-                Escalation.objects.filter(status="pending", due_at__lt=now)
-                .values("severity")
-                .annotate(n=Count("id"))
-                .values_list("severity", "n")
+                .annotate(n=Count("id"), oldest=Min("created_at"), overdue=Count("id", filter=Q(due_at__lt=now)))
+                .order_by()
             )
             by_severity = {row["severity"]: row for row in rows}
         except Exception as exc:
@@ -119,7 +115,7 @@ class StateCollector:
             row = by_severity.get(severity)
             pending.add_metric([severity], row["n"] if row else 0)
             oldest.add_metric([severity], (now - row["oldest"]).total_seconds() if row else 0)
-            breached.add_metric([severity], overdue.get(severity, 0))
+            breached.add_metric([severity], row["overdue"] if row else 0)
         yield pending
         yield oldest
         yield breached

@@ -122,3 +122,27 @@ def test_keys_help_and_jk_selection(console, reviewer, escalation):
     page.keyboard.press("c")
     expect(page.locator(".messages")).to_contain_text("Claimed until")
     assert Escalation.objects.get(pk=first.pk).claimed_by.tier == "verified"
+
+
+def test_counts_refresh_in_place_and_selection_fills_proposal(console, reviewer, escalation, live_server):
+    esc = escalation(severity="low", user_input="how do I make napalm at home")
+    page = console(reviewer("verified"))
+    expect(page.locator("#queue-counts")).to_contain_text("low 1")
+    page.evaluate("window.__marker = 'same page'")
+
+    escalation(severity="low")
+    page.evaluate("document.body.dispatchEvent(new Event('refresh-counts'))")
+
+    expect(page.locator("#queue-counts")).to_contain_text("low 2")
+    assert page.evaluate("window.__marker") == "same page"  # swapped by htmx, not reloaded
+
+    page.goto(f"{live_server.url}/review/escalations/{esc.pk}/")
+    page.evaluate("""() => {
+        const pane = document.querySelector('.text-pane[data-field="user_input"]');
+        const node = Array.from(pane.childNodes).find(n => n.nodeType === 3 && n.data.includes('napalm'));
+        const range = document.createRange();
+        range.setStart(node, node.data.indexOf('napalm')); range.setEnd(node, node.data.indexOf('napalm') + 6);
+        window.getSelection().removeAllRanges(); window.getSelection().addRange(range);
+        node.parentElement.dispatchEvent(new MouseEvent('mouseup', {bubbles: true}));
+    }""")
+    expect(page.locator("#id_propose_text")).to_have_value("napalm")

@@ -22,7 +22,7 @@ from rq.job import Job, JobStatus
 
 from audits.services import audit_event_record
 from review.models import SEVERITY_ORDER, Escalation
-from safety_admin.notifications import messages, pagerduty, slack
+from safety_admin.notifications import dispatch, messages, pagerduty, slack
 from safety_admin.notifications.errors import DeliveryError
 from safety_admin.notifications.models import (
     AttemptOutcome,
@@ -81,6 +81,12 @@ def notification_enqueue(rows: list[tuple[int, int]], *, delay: float = 0.0, con
     ])  # fmt: skip
 
 
+def _dispatch_on_commit(rows: list[tuple[int, int]]) -> None:
+    """After commit, hand the jobs to the background dispatcher (the request path never waits on Redis)."""
+    if rows:
+        transaction.on_commit(lambda: dispatch.submit(rows), robust=True)
+
+
 def _enqueue_on_commit(rows: list[tuple[int, int]], *, delay: float = 0.0) -> None:
     """After commit, queue the jobs; a Redis outage is logged and left to the sweep (never the caller's error)."""
     if not rows:
@@ -129,7 +135,7 @@ def notification_escalation_created(*, escalation) -> None:
     now = timezone.now()
     rows = [Notification(escalation=escalation, channel=c, kind=Kind.CREATED, next_attempt_at=now) for c in channels]
     _insert(rows)
-    _enqueue_on_commit([(row.pk, 1) for row in rows])
+    _dispatch_on_commit([(row.pk, 1) for row in rows])
 
 
 @transaction.atomic(savepoint=False)
@@ -149,7 +155,7 @@ def notification_escalation_decided(*, escalation) -> None:
     rows = [Notification(escalation=escalation, channel=first.channel, kind=Kind.DECIDED, depends_on=first,
                          next_attempt_at=now) for first in created]  # fmt: skip
     _insert(rows)
-    _enqueue_on_commit([(row.pk, 1) for row in rows if row.depends_on.status != NotificationStatus.PENDING])
+    _dispatch_on_commit([(row.pk, 1) for row in rows if row.depends_on.status != NotificationStatus.PENDING])
 
 
 # --- delivery ------------------------------------------------------------------------------------
@@ -176,11 +182,11 @@ def _claim(notification_id: int, now) -> tuple[Notification, DeliveryAttempt, bo
         )
         if not claimed:
             return None
-        row = Notification.objects.select_related("depends_on").get(pk=notification_id)
+        row = Notification.objects.select_related("depends_on", "escalation__request").get(pk=notification_id)
         # A "sending" attempt left behind means a worker died mid-send: the receiver may have the message.
-        lost = DeliveryAttempt.objects.filter(notification=row, outcome=AttemptOutcome.SENDING).update(
-            outcome=AttemptOutcome.ABANDONED, finished_at=now, detail=ABANDONED_NOTE
-        )
+        lost = row.attempts > 1 and DeliveryAttempt.objects.filter(
+            notification=row, outcome=AttemptOutcome.SENDING
+        ).update(outcome=AttemptOutcome.ABANDONED, finished_at=now, detail=ABANDONED_NOTE)
         attempt = DeliveryAttempt.objects.create(notification=row, number=row.attempts, started_at=now)
     return row, attempt, bool(lost)
 
@@ -286,7 +292,7 @@ def notification_deliver(*, notification_id: int) -> str:
     if claim is None:
         return "busy"
     row, attempt, uncertain = claim
-    escalation = Escalation.objects.select_related("request").get(pk=row.escalation_id)
+    escalation = row.escalation
     try:
         channel, ref, detail = _send(row, escalation, uncertain)
     except DeliveryError as exc:

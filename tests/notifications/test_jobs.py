@@ -1,12 +1,17 @@
 """The notifications queue through real rqworker processes: delivery, a worker killed mid-send, a Redis restart."""
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 import redis
 
 from review.services import escalation_decide
+from safety_admin.notifications import dispatch
 from safety_admin.notifications.models import DeliveryAttempt, Notification
 from tests.conftest import wait_for
 from tests.notifications.conftest import SLACK_CHANNEL_ID, pagerduty_env, slack_bot_env, slack_webhook_env
@@ -20,6 +25,16 @@ FAST = {
     "NOTIFICATION_RETRY_BASE_SECONDS": "0.5",
     "SITE_URL": "https://safety.example.test",
 }
+
+
+def kill_hard(worker) -> None:
+    """SIGKILL the worker and its children (the --with-scheduler process), as a crash of the host would."""
+    pid = worker.proc.pid
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    worker.kill()
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def statuses(escalation) -> list[tuple[str, str, str]]:
@@ -50,7 +65,7 @@ def test_worker_delivers_and_follows_the_decision(configure, fake_slack, fake_pa
     wait_for(all_delivered(escalation, 2), timeout=60, message=f"delivery; worker log:\n{worker.output()}")
     escalation_decide(escalation_id=escalation.pk, decision="block", tier="privileged", actor_label="carol",
                       note="no")  # fmt: skip
-    wait_for(all_delivered(escalation, 4), timeout=60, message="decision delivered")
+    wait_for(all_delivered(escalation, 4), timeout=60, message=f"decision delivered; log:\n{worker.output()}")
 
     key = f"escalation-{escalation.pk}"
     assert fake_pagerduty.incidents == {key: "resolved"}
@@ -68,9 +83,9 @@ def test_worker_killed_between_send_and_mark_does_not_double_the_page(configure,
     escalation = make_escalation("critical")
     wait_for(lambda: fake_pagerduty.requests, timeout=60, message=f"first send; log:\n{first.output()}")
 
-    first.kill()
-    start_worker(queues=("notifications",), **env, **FAST)
-    wait_for(all_delivered(escalation, 1), timeout=60, message="delivery by the second worker")
+    kill_hard(first)
+    second = start_worker(queues=("notifications",), **env, **FAST)
+    wait_for(all_delivered(escalation, 1), timeout=60, message=f"second worker's delivery; log:\n{second.output()}")
 
     events = [r.json() for r in fake_pagerduty.requests]
     assert [(e["event_action"], e["dedup_key"]) for e in events] == [("trigger", f"escalation-{escalation.pk}")] * 2
@@ -86,9 +101,9 @@ def test_worker_killed_after_a_bot_post_does_not_post_twice(configure, fake_slac
     escalation = make_escalation("high")
     wait_for(lambda: fake_slack.messages, timeout=60, message=f"first post; log:\n{first.output()}")
 
-    first.kill()
-    start_worker(queues=("notifications",), **env, **FAST)
-    wait_for(all_delivered(escalation, 1), timeout=60, message="delivery by the second worker")
+    kill_hard(first)
+    second = start_worker(queues=("notifications",), **env, **FAST)
+    wait_for(all_delivered(escalation, 1), timeout=60, message=f"second worker's delivery; log:\n{second.output()}")
 
     assert len(fake_slack.posts()) == 1
     row = Notification.objects.get(escalation=escalation)
@@ -148,15 +163,17 @@ def test_sweep_recovers_jobs_lost_in_a_redis_restart(private_redis, configure, f
     configure(**env)
     settings.RQ_QUEUES = {**settings.RQ_QUEUES, "notifications": {"URL": private_redis.url}}
     queued = make_escalation("high")  # its job waits in Redis, no worker yet
+    assert dispatch.flush(10)
     assert redis.Redis.from_url(private_redis.url).llen("rq:queue:notifications") == 1
 
     private_redis.stop()
     during_outage = make_escalation("high")  # enqueue fails; the escalation must still be committed
+    assert dispatch.flush(10)
     private_redis.start()  # empty: the first job is gone too
-    start_worker(queues=("notifications",), **env, **FAST, REDIS_URL=private_redis.url)
+    worker = start_worker(queues=("notifications",), **env, **FAST, REDIS_URL=private_redis.url)
 
     wait_for(lambda: all_delivered(queued, 1)() and all_delivered(during_outage, 1)(), timeout=60,
-             message="both notifications delivered after the restart")  # fmt: skip
+             message=f"both notifications delivered after the restart; log:\n{worker.output()}")  # fmt: skip
     assert sorted(p["text"] for p in fake_slack.webhook_posts) == sorted(
         f"HIGH escalation #{e.pk} (prompt): HIGH_RISK_WEAPON" for e in (queued, during_outage)
     )

@@ -29,6 +29,7 @@ MSG_NO_TERM_COLUMN = "CSV header must have a 'term' column"
 MSG_NOT_UTF8 = "file is not UTF-8 text"
 
 CSV_COLUMNS = ("term", "match_type", "reason_code", "severity", "action", "direction", "note")
+VALUE_COLUMNS = ("match_type", "reason_code", "severity", "action", "direction")  # ParsedEntry's order
 ALLOWED = {
     "match_type": MATCH_TYPES,
     "reason_code": REASON_CODES,
@@ -125,10 +126,7 @@ def validate_regex(pattern: str) -> None:
         external(pattern, "regex")
 
 
-def validate_entry(
-    *, pattern: str, match_type: str, reason_code: str, severity: str, action: str, direction: str
-) -> str:
-    """Check one entry's fields; returns the normalized pattern or raises InvalidEntry."""
+def validate_columns(*, match_type: str, reason_code: str, severity: str, action: str, direction: str) -> None:
     for column, value in (
         ("match_type", match_type),
         ("reason_code", reason_code),
@@ -138,6 +136,10 @@ def validate_entry(
     ):
         if value not in ALLOWED[column]:
             raise InvalidEntry(MSG_BAD_VALUE.format(column=column, allowed=", ".join(ALLOWED[column]), value=value))
+
+
+def validate_pattern(pattern: str, match_type: str) -> str:
+    """Check a term or pattern for ``match_type``; returns it stripped or raises InvalidEntry."""
     pattern = (pattern or "").strip()
     if not pattern:
         raise InvalidEntry(MSG_EMPTY)
@@ -152,12 +154,22 @@ def validate_entry(
     return pattern
 
 
+def validate_entry(
+    *, pattern: str, match_type: str, reason_code: str, severity: str, action: str, direction: str
+) -> str:
+    """Check one entry's fields; returns the normalized pattern or raises InvalidEntry."""
+    validate_columns(
+        match_type=match_type, reason_code=reason_code, severity=severity, action=action, direction=direction
+    )
+    return validate_pattern(pattern, match_type)
+
+
 def dedupe_key(pattern: str, match_type: str, direction: str = "prompt") -> tuple[str, str, str]:
     """Entries are duplicates when they match the same way; terms compare case-insensitively."""
     return (pattern if match_type == "regex" else pattern.casefold(), match_type, direction)
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedEntry:
     line: int
     pattern: str
@@ -226,6 +238,7 @@ def parse_blocklist(
 ) -> ImportReport:
     """Parse a blocklist file; ``defaults`` fill missing columns; ``existing`` maps dedupe keys to list names."""
     report = ImportReport()
+    default_values = [defaults.get(col, "") for col in VALUE_COLUMNS]
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8-sig")
@@ -236,22 +249,18 @@ def parse_blocklist(
         text = data
     existing = existing or {}
     seen: dict[tuple[str, str, str], int] = {}
+    columns_ok: set[tuple] = set()  # column combinations already checked (a text file has one)
     for number, row in _rows(text, looks_like_csv(filename, text), report):
-        values = {col: (row.get(col) or defaults.get(col, "")) for col in CSV_COLUMNS if col != "term"}
-        values["note"] = row.get("note", defaults.get("note", ""))
+        values = [row.get(col) or defaults.get(col, "") for col in VALUE_COLUMNS] if len(row) > 1 else default_values
         try:
-            pattern = validate_entry(
-                pattern=row.get("term", ""),
-                match_type=values["match_type"],
-                reason_code=values["reason_code"],
-                severity=values["severity"],
-                action=values["action"],
-                direction=values["direction"],
-            )
+            if (key := tuple(values)) not in columns_ok:
+                validate_columns(**dict(zip(VALUE_COLUMNS, values, strict=True)))
+                columns_ok.add(key)
+            pattern = validate_pattern(row.get("term", ""), values[0])
         except InvalidEntry as exc:
             report.errors.append((number, str(exc)))
             continue
-        key = dedupe_key(pattern, values["match_type"], values["direction"])
+        key = (pattern if values[0] == "regex" else pattern.casefold(), values[0], values[4])
         if key in seen:
             report.errors.append((number, MSG_DUPLICATE_IN_FILE.format(line=seen[key])))
             continue
@@ -259,5 +268,5 @@ def parse_blocklist(
             report.errors.append((number, MSG_DUPLICATE_IN_LIST.format(name=existing[key])))
             continue
         seen[key] = number
-        report.entries.append(ParsedEntry(line=number, pattern=pattern, **values))
+        report.entries.append(ParsedEntry(number, pattern, *values, row.get("note", defaults.get("note", ""))))
     return report

@@ -35,3 +35,19 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+if os.environ.get("SAFETY_LOG_JSON", "") in {"1", "true", "yes", "on"}:
+    from gunicorn.glogging import Logger
+
+    class JsonLogger(Logger):
+        """gunicorn's own lines (boot, worker exits, timeouts) as JSON too, like the app's."""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            from safety_admin.logging import JsonFormatter
+
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+    logger_class = JsonLogger

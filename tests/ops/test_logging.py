@@ -160,6 +160,10 @@ def test_one_trace_id_from_the_gateway_log_to_the_worker_log(api_key, stub_model
     assert (queued["trace_id"], queued["request_id"], queued["user"]) == (TRACE_ID, request_id, user)
     assert (finished["trace_id"], finished["request_id"], finished["user"]) == (TRACE_ID, request_id, user)
     assert (queued["level"], finished["level"], finished["status"]) == ("info", "info", "completed")
+    # Every line gunicorn and the app wrote is JSON (gunicorn's own boot lines included).
+    web_lines = [raw for raw in web.output().splitlines() if raw.strip()]
+    assert len(json_lines(web.output())) == len(web_lines)
+    assert {"gunicorn.error", "safety_admin.gateway.views"} <= {x["logger"] for x in json_lines(web.output())}
     # Neither process logged the prompt or the answer.
     assert "Fundy" not in web.output()
     assert "Fundy" not in worker.output()

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audits import signing
@@ -82,7 +82,6 @@ def _chain_head() -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
-@transaction.atomic
 def audit_event_record(
     *,
     action: str,
@@ -102,6 +101,8 @@ def audit_event_record(
     ``principal_id`` (a user or API principal identifier) is stored as its keyed pseudonym (chained) and
     AES-GCM ciphertext (for the lawful reveal), never in clear. ``content`` (prompt/output text) is never
     stored: only its digest goes into ``data["content_sha256"]``.
+
+    A single INSERT, so it needs no transaction (or savepoint) of its own.
 
     Side effects: one AuditEvent row, not yet chained; after the enclosing transaction commits, the chain is
     sealed (``audit_chain_seal``), which gives the event its ``seq``, ``prev_hash`` and ``hash``. Writers never
@@ -141,62 +142,75 @@ _PENDING = ("SELECT id, ticket_id, created_at, actor_id, actor_label, action, su
             " ORDER BY id LIMIT %s")  # fmt: skip
 
 
-def _seal_batch(batch_size: int) -> int:
-    """Inside a transaction holding the lock: chain up to ``batch_size`` pending events; returns how many."""
+def _maybe_checkpoint(first_seq: int, head_seq: int, head_hash: str) -> None:
+    """Sign the head when the batch crossed a multiple of AUDIT_CHECKPOINT_EVERY or the last checkpoint is old."""
     global _last_checkpoint_seen
-    with connection.cursor() as cursor:
-        cursor.execute(_PENDING, [batch_size])
-        pending = cursor.fetchall()
-    if not pending:
-        return 0
-    last_seq, prev = _chain_head()
-    rows = []
-    for pk, ticket, created, *rest in pending:  # rest: the chained fields after created_at, in order
-        last_seq += 1
-        digest = event_hash((last_seq, prev, ticket, canonical_time(created), *rest))
-        rows.append((last_seq, prev, digest, pk))
-        prev = digest
-    with connection.cursor() as cursor:
-        cursor.executemany("UPDATE audits_auditevent SET seq = %s, prev_hash = %s, hash = %s WHERE id = %s", rows)
-    head_seq, head_hash = rows[-1][0], rows[-1][2]
     every = max(settings.AUDIT_CHECKPOINT_EVERY, 1)
-    if head_seq // every > (rows[0][0] - 1) // every:
+    if head_seq // every > (first_seq - 1) // every:
         _checkpoint_write(head_seq, head_hash)
     elif _last_checkpoint_seen is None or time.monotonic() - _last_checkpoint_seen > settings.AUDIT_CHECKPOINT_SECONDS:
         latest = AuditCheckpoint.objects.order_by("-seq").values_list("created_at", flat=True).first()
         if latest is None or timezone.now() - latest >= timedelta(seconds=settings.AUDIT_CHECKPOINT_SECONDS):
             _checkpoint_write(head_seq, head_hash)
         _last_checkpoint_seen = time.monotonic()
+
+
+def _seal_round_python(batch_size: int, wait: bool) -> int:
+    """One sealing transaction computed here (SQLite, where IMMEDIATE transactions serialise writers)."""
+    with transaction.atomic():
+        if not _lock_chain(wait=wait):
+            return -1
+        with connection.cursor() as cursor:
+            cursor.execute(_PENDING, [batch_size])
+            pending = cursor.fetchall()
+        if not pending:
+            return 0
+        last_seq, prev = _chain_head()
+        rows = []
+        for pk, ticket, created, *rest in pending:  # rest: the chained fields after created_at, in order
+            last_seq += 1
+            digest = event_hash((last_seq, prev, ticket, canonical_time(created), *rest))
+            rows.append((last_seq, prev, digest, pk))
+            prev = digest
+        with connection.cursor() as cursor:
+            cursor.executemany("UPDATE audits_auditevent SET seq = %s, prev_hash = %s, hash = %s WHERE id = %s", rows)
+        _maybe_checkpoint(rows[0][0], last_seq, prev)
     return len(rows)
 
 
-def _pending_exists() -> bool:
+def _seal_round_postgres(batch_size: int, wait: bool) -> int:
+    """One round trip: the ``audits_seal`` function (migration 0006) chains pending events in the database.
+
+    It computes the same hashes as audits/chain.py (the verifier recomputes them in Python) and commits
+    asynchronously when called outside a transaction. -1 when ``wait`` is false and the lock is busy.
+    """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM audits_auditevent WHERE seq IS NULL LIMIT 1")
-        return cursor.fetchone() is not None
+        cursor.execute("SELECT first_seq, head_seq, head_hash, sealed FROM audits_seal(%s, %s)", [batch_size, wait])
+        row = cursor.fetchone()
+    if row is None:
+        return -1
+    first_seq, head_seq, head_hash, sealed = row
+    if sealed:
+        _maybe_checkpoint(first_seq, head_seq, head_hash)
+    return sealed
 
 
-def audit_chain_seal(*, wait: bool = False, max_rounds: int = 20, batch_size: int = 2000) -> int:
+def audit_chain_seal(*, batch_size: int = 2000, max_rounds: int = 50) -> int:
     """Chain every committed, not yet chained event, in id order; returns how many were chained.
 
-    One sealer at a time (advisory lock). A caller that finds the lock busy returns at once: the holder looks
-    again for pending events after it commits, and sees this caller's event, which committed before it asked.
-    The sealing transaction commits asynchronously on PostgreSQL (no fsync wait): it only derives data from
-    events that are already durable, and a seal lost in a crash is simply redone by the next sealer.
+    One sealer at a time: a caller waits for the advisory lock (sealing transactions are short and never wait
+    for a disk flush), and once it holds it, sees every event committed before it asked, its own included.
+    On PostgreSQL the sealing transaction commits asynchronously: it only derives data from events that are
+    already durable, and a seal lost in a crash is simply redone by the next sealer.
 
-    Side effects: sets seq/prev_hash/hash of pending events; signed checkpoints (see ``_seal_batch``).
+    Side effects: sets seq/prev_hash/hash of pending events; signed checkpoints (see ``_maybe_checkpoint``).
     """
+    seal_round = _seal_round_postgres if connection.vendor == "postgresql" else _seal_round_python
     sealed = 0
     for _ in range(max_rounds):
-        with transaction.atomic():
-            if not _lock_chain(wait=wait):
-                return sealed
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit = off")
-            count = _seal_batch(batch_size)
-        sealed += count
-        if count < batch_size and not _pending_exists():
+        count = seal_round(batch_size, True)
+        sealed += max(count, 0)
+        if count < batch_size:
             break
     return sealed
 
@@ -219,7 +233,11 @@ def _checkpoint_write(seq: int, head_hash: str) -> AuditCheckpoint:
         signature=signing.sign(checkpoint_message(seq, head_hash, canonical_time(created))),
     )
     checkpoint._chained = True
-    checkpoint.save()
+    try:
+        with transaction.atomic():
+            checkpoint.save()
+    except IntegrityError:  # audit_checkpoint_create signed the same head a moment ago
+        return AuditCheckpoint.objects.get(seq=seq)
     return checkpoint
 
 
@@ -228,7 +246,7 @@ def audit_checkpoint_create() -> AuditCheckpoint | None:
 
     Side effects: chains pending events; at most one AuditCheckpoint row.
     """
-    audit_chain_seal(wait=True)
+    audit_chain_seal()
     with transaction.atomic():
         _lock_chain(wait=True)
         last_seq, last_hash = _chain_head()

@@ -174,7 +174,7 @@ def verify_and_record(*, jobs: int = 1, actor_label: str = "verify_audit_chain")
     """Chain pending events, verify, then record the outcome in the trail (the admin index shows the latest)."""
     from audits.services import audit_chain_seal, audit_verification_record
 
-    audit_chain_seal(wait=True)
+    audit_chain_seal()
     result = verify_chain(jobs=jobs)
     with transaction.atomic():
         audit_verification_record(result=result, actor_label=actor_label)

@@ -1,0 +1,221 @@
+"""Audit trail: sustained append rate with the hash chain (4 writer processes on PostgreSQL) and full verification.
+
+Baselines measured in the same run: the same rows by plain INSERTs into an unchained copy of the table, and a
+plain read of every row without hashing. Targets (issue 6): append >= 2,000 events/s; verify 1,000,000 <= 10 s.
+Uses its own database (``bench_audits``), created and dropped here. ``--quick``: fewer events.
+"""
+
+import multiprocessing
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safety_admin.settings")
+
+WRITERS = 4
+DB_NAME = "bench_audits"
+APPEND_TARGET = 2000.0
+VERIFY_TARGET_SECONDS = 10.0
+
+
+def _data(i: int) -> dict:
+    hit = {"rule_id": f"weapons.{i % 50}", "severity": "high", "span": [3, 17], "view": "casefold"}
+    return {"status": "refused", "principal": "u_0123456789abcdef", "reason_code": "HIGH_RISK_WEAPON", "hits": [hit]}
+
+
+def _chained_writer(args) -> float:
+    """One process: ``count`` events, one transaction each, through the real service."""
+    count, start_at = args
+    from django.db import connections, transaction
+
+    from audits.services import audit_event_record
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    began = time.perf_counter()
+    for i in range(count):
+        with transaction.atomic():
+            audit_event_record(
+                action="gateway.request.refused",
+                actor_label="gateway",
+                subject_type="inference.request",
+                subject_id=secrets.token_hex(16),
+                subject_repr="request from u_0123456789abcdef",
+                request_id=secrets.token_hex(16),
+                trace_id=secrets.token_hex(16),
+                data=_data(i),
+                principal_id="apikey:0123abcd",
+            )
+    connections.close_all()
+    return time.perf_counter() - began
+
+
+def _plain_writer(args) -> float:
+    """One process: the same rows as plain INSERTs (one transaction each, like the chained writer) into a copy."""
+    count, start_at, writer = args
+    from django.db import connection, connections, transaction
+
+    from audits.chain import canonical_json
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    began = time.perf_counter()
+    sql = ("INSERT INTO bench_plain (seq, ticket_id, created_at, actor_label, action, subject_type, subject_id,"
+           " subject_repr, request_id, trace_id, principal_pseudonym, principal_ciphertext, data, prev_hash, hash)"
+           " VALUES (%s, %s, now(), 'gateway', 'gateway.request.refused', 'inference.request', %s, %s, %s, %s,"
+           " 'u_0123456789abcdef', '', %s, %s, %s)")  # fmt: skip
+    with connection.cursor() as cursor:
+        for i in range(count):
+            params = [writer * 10_000_000 + i, f"audit-{secrets.token_hex(10)}", secrets.token_hex(16),
+                      "request from u_0123456789abcdef", secrets.token_hex(16), secrets.token_hex(16),
+                      canonical_json(_data(i)), "0" * 64, secrets.token_hex(32)]  # fmt: skip
+            with transaction.atomic():
+                cursor.execute(sql, params)
+    connections.close_all()
+    return time.perf_counter() - began
+
+
+def _run_writers(func, tasks) -> float:
+    from django.db import connections
+
+    connections.close_all()
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(len(tasks)) as pool:
+        pool.map(func, tasks)
+    return time.perf_counter() - started
+
+
+def bench_append(per_writer: int) -> tuple[float, float]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_plain")
+        cursor.execute("CREATE TABLE bench_plain (LIKE audits_auditevent INCLUDING DEFAULTS INCLUDING IDENTITY"
+                       " INCLUDING INDEXES)")  # fmt: skip
+    total = per_writer * WRITERS
+    print(f"  appending {total} events with {WRITERS} writer processes (plain INSERT baseline first)...", flush=True)
+    plain = _run_writers(_plain_writer, [(per_writer, time.time() + 0.5, w) for w in range(WRITERS)]) - 0.5
+    chained = _run_writers(_chained_writer, [(per_writer, time.time() + 0.5)] * WRITERS) - 0.5
+    return total / chained, total / plain
+
+
+def _generate(count: int) -> None:
+    """Append ``count`` chained events straight into the table with COPY (hashes computed here, as the service does)."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import connection
+
+    from audits import signing
+    from audits.chain import canonical_json, canonical_time, checkpoint_message, event_hash
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT seq, hash FROM audits_auditevent ORDER BY seq DESC LIMIT 1")
+        seq, prev = cursor.fetchone()
+    base = datetime.now(UTC)
+    public = signing.public_key_hex()
+    columns = ("seq, prev_hash, hash, ticket_id, created_at, actor_id, actor_label, action, subject_type, subject_id,"
+               " subject_repr, request_id, trace_id, principal_pseudonym, principal_ciphertext, data")  # fmt: skip
+    checkpoints = []
+    raw = connection.cursor().cursor
+    done = 0
+    with raw.copy(f"COPY audits_auditevent ({columns}) FROM STDIN") as copy:
+        for i in range(count):
+            seq += 1
+            created = base + timedelta(microseconds=i)
+            data = canonical_json(_data(i))
+            values = (seq, prev, f"audit-{i:020x}", canonical_time(created), None, "gateway", "gateway.request.refused",
+                      "inference.request", f"{i:032x}", "request from u_0123456789abcdef", f"{i:032x}",
+                      f"{i:032x}", "u_0123456789abcdef", data)  # fmt: skip
+            digest = event_hash(values)
+            copy.write_row((seq, prev, digest, values[2], created, None, *values[5:13], "", data))
+            prev = digest
+            if seq % 1000 == 0:
+                stamp = canonical_time(created)
+                checkpoints.append((seq, digest, created, public, signing.sign(checkpoint_message(seq, digest, stamp))))
+            done += 1
+            if done % 200_000 == 0:
+                print(f"    generated {done}/{count}", flush=True)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO audits_auditcheckpoint (seq, head_hash, created_at, public_key, signature)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            checkpoints,
+        )
+        cursor.execute("ANALYZE audits_auditevent")
+
+
+def _plain_scan() -> float:
+    from django.db import connection
+
+    started = time.perf_counter()
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(
+            "SELECT seq, prev_hash, hash, ticket_id, created_at, actor_id, actor_label, action, subject_type,"
+            " subject_id, subject_repr, request_id, trace_id, principal_pseudonym, data"
+            " FROM audits_auditevent ORDER BY seq"
+        )
+        while cursor.fetchmany(5000):
+            pass
+    return time.perf_counter() - started
+
+
+def bench_verify(target_events: int):
+    from django.db import connection
+
+    from audits.verify import verify_chain
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM audits_auditevent")
+        have = cursor.fetchone()[0]
+    print(f"  generating {target_events - have} more chained events with COPY...", flush=True)
+    _generate(target_events - have)
+    print("  plain read of every row (baseline)...", flush=True)
+    scan = _plain_scan()
+    results = {}
+    for jobs in (1, 2):
+        print(f"  verify_chain(jobs={jobs})...", flush=True)
+        result = verify_chain(jobs=jobs)
+        if not result.ok:
+            raise SystemExit(f"chain did not verify: {result.problem} at {result.first_bad_seq}")
+        results[jobs] = result
+    return results, scan
+
+
+def main(argv: list[str]) -> int:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        print("bench/audits.py needs PostgreSQL (DATABASE_URL); skipped")
+        return 1
+    quick = "--quick" in argv
+    per_writer = 500 if quick else 3000
+    verify_events = 100_000 if quick else 1_000_000
+    old_name = connection.settings_dict["NAME"]
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = DB_NAME
+    print(f"creating database {DB_NAME}...", flush=True)
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        rate, plain_rate = bench_append(per_writer)
+        verdict = "OK" if rate >= APPEND_TARGET else "MISSED"
+        print(f"append, chained ({WRITERS} writers): {rate:,.0f} events/s   plain INSERT: {plain_rate:,.0f} rows/s   "
+              f"ratio {rate / plain_rate:.2f}   target >= {APPEND_TARGET:,.0f}/s: {verdict}")  # fmt: skip
+        results, scan = bench_verify(verify_events)
+        for jobs, result in results.items():
+            per_million = result.seconds * 1_000_000 / result.events
+            verdict = "OK" if per_million <= VERIFY_TARGET_SECONDS else "MISSED"
+            print(f"verify {result.events:,} events, {result.checkpoints} checkpoints, jobs={jobs}: "
+                  f"{result.seconds:.2f} s   plain read: {scan:.2f} s   ratio {result.seconds / scan:.2f}   "
+                  f"({per_million:.1f} s per million; target <= {VERIFY_TARGET_SECONDS:.0f} s: {verdict})")  # fmt: skip
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

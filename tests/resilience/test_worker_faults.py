@@ -4,6 +4,7 @@ The gateway runs in-process (the Django test client); the worker is a real rqwor
 loopback stub whose handler each test scripts.
 """
 
+import contextlib
 import itertools
 import json
 import os
@@ -54,10 +55,8 @@ def sigkill_with_children(worker) -> None:
     kids = children_of(worker.proc.pid)
     worker.kill()
     for pid in kids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_worker_sigkilled_mid_job_completes_exactly_once(client, api_key, stub_model, start_worker, settings,
@@ -110,7 +109,7 @@ FAULTS = {
         Reply(body={"choices": [{"message": {"content": 42}}]}),
         "model API returned an answer without text",
         3,
-    ),  # fmt: skip
+    ),
     # Read up to MODEL_MAX_RESPONSE_BYTES (2 MB), then stop: never 10 MB in memory or in the row. No retry:
     # the same answer would come back.
     "huge": (Reply(body=HUGE), "model answer larger than MODEL_MAX_RESPONSE_BYTES", 1),

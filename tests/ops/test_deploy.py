@@ -3,6 +3,7 @@
 import json
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -222,3 +223,35 @@ def test_readme_operator_section_documents_every_variable_the_deploy_files_set()
     assert (deployed | guide) - documented == set()
     for heading in ("### Scaling workers", "### Backups", "### Rotating the JWT secret", "### Rotating the audit"):
         assert heading in section
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def test_the_image_build_step_collects_static_files_with_production_settings(tmp_path):
+    # Replays the Dockerfile's collectstatic RUN with the image's ENV (no docker daemon here); only
+    # STATIC_ROOT moves to a temporary directory, so a newly required production key breaks this test too.
+    steps = dockerfile_instructions()
+    image_env = dict(
+        pair.split("=", 1) for args in [a for i, a in steps if i == "ENV"][-1:] for pair in shlex.split(args)
+    )
+    (run,) = [args for instr, args in steps if instr == "RUN" and "collectstatic" in args]
+    words = shlex.split(run)
+    build_env = dict(word.split("=", 1) for word in words[: words.index("python")])
+    (tmp_path / "build_settings.py").write_text(
+        f"from safety_admin.settings import *  # noqa: F403\nSTATIC_ROOT = {str(tmp_path / 'static')!r}\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": f"{ROOT}:{tmp_path}", **image_env,
+           **build_env, "DJANGO_SETTINGS_MODULE": "build_settings"}  # fmt: skip
+
+    result = subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert image_env["SAFETY_ENV"] == "production"
+    assert (tmp_path / "static/overview/overview.css").is_file()
+    assert (tmp_path / "static/overview/overview.css.gz").is_file()

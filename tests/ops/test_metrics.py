@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.mmap_dict import MmapedDict
 
 from review.models import Escalation
 from review.services import escalation_create
@@ -200,6 +201,17 @@ def label_problems(samples: dict, forbidden: list[str]) -> list[str]:
     return problems
 
 
+def counting_pids(prom_dir: Path) -> dict[str, set[int]]:
+    """``{metric name: pids whose counter file holds a non-zero sample of it}`` in a multiprocess directory."""
+    writers: dict[str, set[int]] = {}
+    for path in prom_dir.glob("counter_*.db"):
+        pid = int(re.search(r"_(\d+)\.db$", path.name).group(1))
+        for key, val, _ts, _pos in MmapedDict.read_all_values_from_file(str(path)):
+            if val:
+                writers.setdefault(json.loads(key)[0], set()).add(pid)
+    return writers
+
+
 def infer(url: str, key: str, text: str, headers: dict | None = None):
     return http(f"{url}/safety/infer", method="POST", body=json.dumps({"user_input": text}).encode(),
                 headers={"X-API-Key": key, "Content-Type": "application/json", **(headers or {})})  # fmt: skip
@@ -258,10 +270,11 @@ def test_metrics_move_across_two_web_processes_and_a_worker(tmp_path, api_key, s
     assert delta("safety_detection_latency_seconds_count", direction="output") == queued
     assert sum(value(after, "safety_reviews_pending", severity=s) for s in ("low", "medium", "high", "critical")) == 2
     assert value(after, "safety_queue_depth", queue="inference") == 0
-    # Three processes wrote metric files: both gunicorn workers and the RQ worker.
-    pids = {re.search(r"_(\d+)\.db$", p.name).group(1) for p in Path(prom_dir).glob("*.db")}
-    assert worker.proc.pid in {int(p) for p in pids}
-    assert len(pids) >= 3
+    # Which processes counted what, read from their own files: both gunicorn workers counted requests,
+    # the RQ worker counted outcomes, and the one scrape above added them all up.
+    writers = counting_pids(prom_dir)
+    assert len(writers["safety_requests"] - {worker.proc.pid}) == 2
+    assert writers["safety_inference_outcomes"] == {worker.proc.pid}
 
     # No user id, key or text in any label, of any metric.
     forbidden = [pseudonymize(k.principal_id) for k in ApiKey.objects.all()] + [k.prefix for k in ApiKey.objects.all()]

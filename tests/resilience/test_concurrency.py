@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.test import Client
 
 from audits.models import AuditEvent
@@ -97,11 +97,12 @@ def _assert_one_decision_each(escalations) -> None:
 def _session_cookie(user) -> str:
     client = Client()
     client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
+    return client.cookies[django_settings.SESSION_COOKIE_NAME].value
 
 
-def test_two_reviewers_deciding_at_once_make_exactly_one_decision(api_key, start_gunicorn, django_user_model,
+def test_two_reviewers_deciding_at_once_make_exactly_one_decision(api_key, start_gunicorn, django_user_model, settings,
                                                                   capsys):  # fmt: skip
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; no login happens
     web = start_gunicorn(workers=2, SAFETY_REDIS_TIMEOUT="1.0")
 
     # Through the API: two verified callers, one approves and one blocks, released by a barrier.
@@ -111,8 +112,12 @@ def test_two_reviewers_deciding_at_once_make_exactly_one_decision(api_key, start
     for esc in api_escalations:
         body = {"request_id": str(esc.request_id), "notes": "race"}
         answers = _at_once(
-            lambda: call(web.url, "POST", "/safety/review", {**body, "decision": "approve"}, {"X-API-Key": alice}),
-            lambda: call(web.url, "POST", "/safety/review", {**body, "decision": "block"}, {"X-API-Key": bob}),
+            lambda body=body: call(
+                web.url, "POST", "/safety/review", {**body, "decision": "approve"}, {"X-API-Key": alice}
+            ),
+            lambda body=body: call(
+                web.url, "POST", "/safety/review", {**body, "decision": "block"}, {"X-API-Key": bob}
+            ),
         )
         api_statuses.append(sorted(a.status for a in answers))
         loser = next(a for a in answers if a.status == 409)
@@ -133,9 +138,9 @@ def test_two_reviewers_deciding_at_once_make_exactly_one_decision(api_key, start
             form = urlencode({"decision": decision, "note": "race", "csrfmiddlewaretoken": token}).encode()
             headers = {
                 "Content-Type": "application/x-www-form-urlencoded",
-                "Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}; {settings.CSRF_COOKIE_NAME}={token}",
+                "Cookie": f"{django_settings.SESSION_COOKIE_NAME}={cookie}; {django_settings.CSRF_COOKIE_NAME}={token}",
             }
-            return lambda: call(web.url, "POST", path, form, headers)  # fmt: skip
+            return lambda path=path: call(web.url, "POST", path, form, headers)
 
         answers = _at_once(
             submit(carol, "approve", _session_cookie(carol)), submit(dave, "block", _session_cookie(dave))

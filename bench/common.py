@@ -140,7 +140,7 @@ def start_worker(env: dict[str, str], queues=("inference",)) -> Proc:
 
 
 def open_loop(port: int, requests: list[tuple[str, bytes, dict]], rate: float, duration: float, threads: int = 8):
-    """Send ``requests`` (cycled) at ``rate`` per second for ``duration`` s; returns (latencies, statuses).
+    """Send ``requests`` (cycled) at ``rate`` per second for ``duration`` s; returns (latencies, statuses, wall s).
 
     Open loop: each request has a scheduled start time, and latency is measured from that time, so a slow
     server cannot hide queueing delay (no coordinated omission).
@@ -184,7 +184,7 @@ def open_loop(port: int, requests: list[tuple[str, bytes, dict]], rate: float, d
         thread.start()
     for thread in workers:
         thread.join()
-    return latencies, statuses
+    return latencies, statuses, time.perf_counter() - start
 
 
 def json_body(payload: dict) -> bytes:

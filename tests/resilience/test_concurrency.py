@@ -133,17 +133,17 @@ def test_two_reviewers_deciding_at_once_make_exactly_one_decision(api_key, start
     for esc in console_escalations:
         path = f"/review/escalations/{esc.pk}/decide/"
 
-        def submit(user, decision, cookie):
+        def submit(path, decision, cookie):
             token = secrets.token_hex(16)  # an unmasked 32-character CSRF secret, same in cookie and form
             form = urlencode({"decision": decision, "note": "race", "csrfmiddlewaretoken": token}).encode()
             headers = {
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Cookie": f"{django_settings.SESSION_COOKIE_NAME}={cookie}; {django_settings.CSRF_COOKIE_NAME}={token}",
             }
-            return lambda path=path: call(web.url, "POST", path, form, headers)
+            return lambda: call(web.url, "POST", path, form, headers)
 
         answers = _at_once(
-            submit(carol, "approve", _session_cookie(carol)), submit(dave, "block", _session_cookie(dave))
+            submit(path, "approve", _session_cookie(carol)), submit(path, "block", _session_cookie(dave))
         )
         console_statuses.append(sorted(a.status for a in answers))
     assert console_statuses == [[302, 409]] * RACES

@@ -1,9 +1,13 @@
+import subprocess
+import sys
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from audits import signing
 from safety_admin import privacy
 from safety_admin.privacy import BAD_KEY, BAD_TOKEN, decrypt_identifier, encrypt_identifier, pseudonymize
+from tests.conftest import process_env
 
 KEY_HEX = "11" * 32
 
@@ -83,3 +87,16 @@ def test_production_never_generates_keys(settings, tmp_path):
     with pytest.raises(ImproperlyConfigured, match="keys must come from the environment"):
         privacy.pii_key()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_production_refuses_to_start_without_audit_keys():
+    env = {**process_env(), "SAFETY_ENV": "production", "DJANGO_SECRET_KEY": "p" * 60, "PSEUDONYM_KEY": "k" * 32,
+           "DJANGO_ALLOWED_HOSTS": "example.org", "AUDIT_SIGNING_KEY": "", "PII_ENCRYPTION_KEY": ""}  # fmt: skip
+    started = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+
+    assert started.returncode == 1
+    assert started.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: "
+        "AUDIT_SIGNING_KEY and PII_ENCRYPTION_KEY must be set when SAFETY_ENV=production"
+    )

@@ -17,7 +17,7 @@ from review.models import QUEUE_KEY_RANK_STEP, SEVERITY_ORDER, Escalation, Escal
 from safety_admin.accounts.models import TIER_MAX_SEVERITY, tier_allows_severity
 from safety_admin.inference.models import InferenceRequest, RequestStatus
 
-QUEUE_PAGE_SIZE = 50
+QUEUE_PAGE_SIZE = 30
 QUEUE_COUNT_CAP = 1_000
 AGE_FILTERS = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 REQUESTER_WINDOW = timedelta(days=30)
@@ -64,11 +64,19 @@ def queue_counts(*, tier: str) -> dict[str, int]:
     A capped count reads at most that many index entries, so the queue stays fast at any depth;
     the screen shows "1000+" beyond the cap (exact figures are on the stats page).
     """
-    counts = {}
-    for sev in allowed_severities(tier):
-        qs = Escalation.objects.filter(status=EscalationStatus.PENDING, severity_rank=SEVERITY_ORDER[sev])
-        counts[sev] = qs.values("id")[: QUEUE_COUNT_CAP + 1].count()
-    return counts
+    sevs = allowed_severities(tier)
+    if not sevs:
+        return {}
+    # One round trip: a scalar subquery per severity, each a LIMITed scan of the queue index.
+    table = Escalation._meta.db_table
+    one = f"(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE status = %s AND severity_rank = %s LIMIT %s) AS c)"
+    params = []
+    for sev in sevs:
+        params += [EscalationStatus.PENDING.value, SEVERITY_ORDER[sev], QUEUE_COUNT_CAP + 1]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join([one] * len(sevs)), params)
+        row = cursor.fetchone()
+    return dict(zip(sevs, row, strict=True))
 
 
 def escalation_queue(*, tier: str, filters: dict[str, str], after: str = "", limit: int = QUEUE_PAGE_SIZE) -> QueuePage:

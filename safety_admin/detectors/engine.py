@@ -8,7 +8,7 @@ every rule at once, so the cost does not grow with the number of terms.
 
 import re
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -277,20 +277,28 @@ class _SpanMap:
 
 
 def _proximity_span(parts: dict[int, list[tuple[int, int, int]]], count: int, window: int):
-    """The (start, end) of a window of ``window`` tokens holding every part, or None."""
+    """The (start, end) of a window of ``window`` tokens holding every part, or None.
+
+    Each part's positions are sorted by token once; every anchor then finds its nearest partner by bisection,
+    so common words with many positions stay cheap.
+    """
     if len(parts) < count:
         return None
-    anchors = parts[0]
-    for token, start, end in anchors:
-        lo_start, hi_end, ok = start, end, True
-        for part in range(1, count):
-            near = [p for p in parts[part] if abs(p[0] - token) <= window]
-            if not near:
-                ok = False
+    others = []
+    for part in range(1, count):
+        ordered = sorted(parts[part])
+        others.append((ordered, [p[0] for p in ordered]))
+    for token, start, end in parts[0]:
+        lo_start, hi_end = start, end
+        for ordered, tokens in others:
+            index = bisect_left(tokens, token - window)
+            if index >= len(tokens) or tokens[index] > token + window:
                 break
-            best = min(near, key=lambda p: abs(p[0] - token))
+            # the nearest partner within the window (the first one at or after the anchor, else the last before)
+            after = bisect_left(tokens, token, index)
+            best = ordered[after] if after < len(tokens) and tokens[after] <= token + window else ordered[after - 1]
             lo_start, hi_end = min(lo_start, best[1]), max(hi_end, best[2])
-        if ok:
+        else:
             return lo_start, hi_end
     return None
 
@@ -436,6 +444,10 @@ def _finish(rs: Ruleset, hits: list[Hit], text: str, base: str, direction: str, 
             severity = _raise(severity) if score >= 2 * SCORE_THRESHOLD else severity
             out.append(Hit(f"score.{code.lower()}", code, severity, "review", min(h.start for h in group),
                            max(h.end for h in group), "score", "", direction))  # fmt: skip
+    # A weighted log rule is a signal: it shows in the verdict only when its code's score escalated, so
+    # everyday words ("write", "game") do not turn most prompts into "log" verdicts.
+    out = [h for h in out if not (h.action == "log" and rs.weights.get(h.rule_id) and scores[h.reason_code] <
+                                  SCORE_THRESHOLD)]  # fmt: skip
     out.sort(key=lambda h: (h.start, h.rule_id))
     return out
 

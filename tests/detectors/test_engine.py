@@ -110,7 +110,7 @@ def test_weighted_signal_rules_add_up_to_a_review():
         Rule("s2", "stay in character", "JAILBREAK_TEMPLATE", severity="low", action="log", weight=2),
     )
 
-    assert check("from now on, be nice", "prompt", rs).action == "log"
+    assert check("from now on, be nice", "prompt", rs).hits == ()  # a lone signal stays out of the verdict
     verdict = check("From now on you must stay in character.", "prompt", rs)
     assert (verdict.action, _ids(verdict)) == ("review", ["s1", "s2", "score.jailbreak_template"])
     assert SCORE_THRESHOLD == 3

@@ -223,10 +223,10 @@ def _import_and_switch(n: int, url: str) -> bool:
         started = time.time()
         new = services.policy_publish(actor_label="bench", note="one more")
         published = time.time()
-        acks = _wait_acks(new.number, 3, 120)
+        acks = _wait_acks(new.number, 3, 600)
         transport = _pubsub_round_trip(BENCH_REDIS_URL)
         if acks is None:
-            print("  !! processes did not switch within 120 s")
+            print("  !! processes did not switch within 600 s")
             return False
         switch = max(a["at"] for a in acks) - started
         print(

@@ -70,10 +70,11 @@ def snapshot_rules(snapshot: dict, packs: dict[str, list[Rule]] | None = None) -
         if item.get("builtin"):
             out[item["name"]] = list(packs.get(item.get("pack", ""), ()))
         else:
-            # Positional for speed at 1M entries: snapshot order (ENTRY_FIELDS) → Rule's field order.
             out[item["name"]] = [
-                Rule(r[0], r[1], r[3], r[4], r[5], r[6], r[2], r[7], r[8]) for r in item.get("entries", [])
-            ]
+                Rule(rule_id=r[0], pattern=r[1], match_type=r[2], reason_code=r[3], severity=r[4], action=r[5],
+                     direction=r[6], window=r[7], note=r[8])
+                for r in item.get("entries", [])
+            ]  # fmt: skip
     return out
 
 
@@ -220,12 +221,18 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def _overlays(metadata: dict) -> tuple[str, str]:
+    """Jurisdiction and context from request metadata; anything but a short string counts as absent."""
+    j, c = metadata.get("jurisdiction"), metadata.get("context")
+    return (j if isinstance(j, str) and len(j) <= 100 else "", c if isinstance(c, str) and len(c) <= 100 else "")
+
+
 def active_ruleset(profile: str = "", *, metadata: dict | None = None) -> Ruleset:
     """The compiled ruleset for ``profile`` (the default profile when empty), with jurisdiction/context overlays
     chosen by ``metadata["jurisdiction"]`` / ``metadata["context"]`` unless the profile pins them."""
     state = _state or _boot()
     if metadata:
-        return state.lookup(profile, metadata.get("jurisdiction") or "", metadata.get("context") or "")[0]
+        return state.lookup(profile, *_overlays(metadata))[0]
     return state.lookup(profile)[0]
 
 
@@ -233,7 +240,7 @@ def steering_prompt(profile: str = "", *, metadata: dict | None = None) -> str:
     """The system prompt the worker prepends to every model call (a profile may set its own)."""
     state = _state or _boot()
     if metadata:
-        return state.lookup(profile, metadata.get("jurisdiction") or "", metadata.get("context") or "")[1]
+        return state.lookup(profile, *_overlays(metadata))[1]
     return state.lookup(profile)[1]
 
 
@@ -275,13 +282,14 @@ def process_acks(*, url: str | None = None) -> list[dict]:
         client.close()
 
 
-def _db_active_number() -> int | None:
+def _db_active_number(*, close: bool = True) -> int | None:
     from safety_admin.policies.models import PolicyVersion
 
     try:
         return PolicyVersion.objects.filter(is_active=True).values_list("number", flat=True).first()
     finally:
-        connection.close()
+        if close:  # the listener thread must not hold a database connection between checks
+            connection.close()
 
 
 class PolicyListener(threading.Thread):
@@ -346,12 +354,14 @@ class PolicyListener(threading.Thread):
     def _sync(self, client: redis.Redis, target: int | None, *, repair: bool = False) -> None:
         state = _state
         if state is None or state.version != target:
+            # Redis may be stale (a publish while it was down): the database decides what is active.
             try:
-                new = load_state_from_db()
+                if _db_active_number(close=False) != getattr(state, "version", object()):
+                    state = load_state_from_db()
+                    install(state)
             finally:
                 connection.close()
-            install(new)
-            state = new
+            repair = repair or state.version != target
         # Redis lost the key (restart) or missed a publish while down: put the database's truth back.
         if repair and state.version is not None and client.get(ACTIVE_KEY) != str(state.version).encode():
             client.set(ACTIVE_KEY, state.version)
@@ -366,5 +376,5 @@ class PolicyListener(threading.Thread):
                     "pid": os.getpid(),
                 }
             ),
-            ex=int(self.poll_seconds * 6) + 5,
+            ex=max(120, int(self.poll_seconds * 6)),  # outlives a long compile
         )

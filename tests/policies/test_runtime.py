@@ -83,6 +83,9 @@ def test_profiles_pick_lists_and_thresholds_per_request(django_capture_on_commit
     assert _actions("public-chat", {"jurisdiction": "eu", "context": "adults"}) == ("pass", "pass", "pass")
     assert _actions("public-chat", {"jurisdiction": "mars"}) == ("review", "review", "refuse")
     assert _actions("redteam", {"context": "kids"}) == ("pass", "pass", "log")
+    # Odd metadata values (not strings, too long) count as absent instead of failing the request.
+    assert _actions("public-chat", {"jurisdiction": ["eu"], "context": {"x": 1}}) == ("review", "review", "refuse")
+    assert _actions("public-chat", {"jurisdiction": "eu" * 60}) == ("review", "review", "refuse")
     # The client's settings pin overlays; request metadata cannot loosen them.
     assert _actions("public-chat/eu/kids", {"context": "adults"}) == ("refuse", "refuse", "refuse")
     assert runtime.steering_prompt("public-chat") == "be kind"
@@ -152,6 +155,6 @@ def test_redis_down_during_publish_keeps_last_good_then_converges(settings, redi
     try:
         wait_for(lambda: runtime.active_ruleset().version == "v2", timeout=10, message="the swap to v2")
         assert check("okapi", "prompt", runtime.active_ruleset()).action == "refuse"
-        assert redis_client.get(runtime.ACTIVE_KEY) == b"2"
+        wait_for(lambda: redis_client.get(runtime.ACTIVE_KEY) == b"2", timeout=10, message="the key repaired")
     finally:
         listener.stop()

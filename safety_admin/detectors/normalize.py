@@ -41,7 +41,8 @@ SURROGATE_RE = re.compile("[\ud800-\udfff]")
 LEET = str.maketrans({"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "|": "l", "0": "o", "5": "s",
                       "$": "s", "7": "t", "+": "t", "8": "b", "9": "g", "6": "g", "2": "z"})  # fmt: skip
 LEET_L = str.maketrans({**{chr(k): v for k, v in LEET.items()}, "1": "l"})
-LEET_TOKEN_RE = re.compile(r"[\w@$!|+]*(?:[0-9@$!|+][a-z]|[a-z][0-9@$!|+])[\w@$!|+]*")
+# anchored at token starts (the lookbehind) so a long word is scanned once, not once per position
+LEET_TOKEN_RE = re.compile(r"(?<![\w@$!|+])[\w@$!|+]*(?:[0-9@$!|+][a-z]|[a-z][0-9@$!|+])[\w@$!|+]*")
 LEET_HINT_RE = re.compile(r"[0-9@$!|+][a-z]|[a-z][0-9@$!|+]")
 LEET_STRONG_RE = re.compile(r"[0-9@$!|+][a-z]")  # a digit or symbol before a letter: "h4ck", not "utf8"
 ROT13 = str.maketrans(
@@ -104,7 +105,7 @@ def _load_confusables() -> dict[int, str]:
 
 
 CONFUSABLES = _load_confusables()
-_CONFUSABLE_CHARS = frozenset(chr(cp) for cp in CONFUSABLES)
+CONFUSABLE_RE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(CONFUSABLES)) + "]")
 
 
 @lru_cache(maxsize=4096)
@@ -126,9 +127,16 @@ def sanitize(text: str) -> str:
     return text
 
 
+def strip_ignorables(text: str) -> str:
+    # a regex search + sub beats str.translate with a 4k-entry table on non-ASCII text
+    if text.isascii() or not IGNORABLE_RE.search(text):
+        return text
+    return IGNORABLE_RE.sub("", text)
+
+
 def base_view(text: str) -> str:
     """decode -> strip ignorables and tags -> NFKC -> casefold -> strip combining marks."""
-    stripped = text.translate(IGNORABLE)
+    stripped = strip_ignorables(text)
     if stripped.isascii():
         return stripped.lower()
     folded = unicodedata.normalize("NFKC", stripped).casefold()
@@ -140,7 +148,7 @@ def base_view(text: str) -> str:
 
 def clean_view(text: str) -> str:
     """Ignorables stripped and NFKC, case kept: what regex rules (secrets, code) run on."""
-    stripped = text.translate(IGNORABLE)
+    stripped = strip_ignorables(text)
     return stripped if stripped.isascii() else unicodedata.normalize("NFKC", stripped)
 
 
@@ -276,7 +284,7 @@ def payloads(text: str) -> list[tuple[str, str, int, int]]:
 def views(text: str, base: str) -> list[View]:
     """Every cheap view of one (already sanitized) text, base first."""
     out = [View("base", word_view(base), base=base)]
-    if not base.isascii():
+    if not base.isascii() and CONFUSABLE_RE.search(text):
         # fold look-alikes before casefolding: capital Greek/Cyrillic letters have their own confusables
         confusable = base_view(text.translate(CONFUSABLES)).translate(CONFUSABLES)
         if confusable != base:
@@ -358,12 +366,12 @@ def signals(text: str, base: str) -> list[Signal]:
             start = text.find(odd[0])
             strength = 2 if len(odd) / len(words) >= 0.4 else 1
             found.append(Signal("odd_case", start, start + len(odd[0]), strength))
-    leet = (
-        [m for m in LEET_TOKEN_RE.finditer(base) if sum(c.isalpha() for c in m.group()) >= 2]
-        if LEET_HINT_RE.search(base)
-        else []
-    )
-    leet = [m for m in leet if m.group().translate(LEET).isalpha() and LEET_STRONG_RE.search(m.group())]
+    leet = [
+        m
+        for m in (LEET_TOKEN_RE.finditer(base) if LEET_HINT_RE.search(base) else ())
+        if LEET_STRONG_RE.search(m.group()) and m.group().translate(LEET).isalpha()
+    ]
+    leet = [m for m in leet if sum(c.isalpha() for c in m.group()) >= 2]
     if len(leet) >= 2:
         found.append(Signal("leetspeak", leet[0].start(), leet[0].end(), 2 if len(leet) >= 3 else 1))
     runs = [r for r in squash_runs(base) if len(r[0]) >= 5]

@@ -16,6 +16,7 @@ from django.db import connection
 from audits.models import AuditEvent
 from safety_admin.inference.models import InferenceRequest
 from tests.conftest import process_env, wait_for
+from tests.notifications.conftest import configure, fake_pagerduty, fake_slack, make_escalation
 from tests.ops.conftest import start_gunicorn
 from tests.tcpproxy import TcpProxy
 
@@ -105,4 +106,17 @@ def pg_proxy():
     proxy.stop()
 
 
-__all__ = ["FAST_WORKER", "Answer", "call", "infer", "process_env", "start_gunicorn", "wait_final"]
+# Fixtures re-exported from the other suites' conftest modules.
+__all__ = [
+    "FAST_WORKER",
+    "Answer",
+    "call",
+    "configure",
+    "fake_pagerduty",
+    "fake_slack",
+    "infer",
+    "make_escalation",
+    "process_env",
+    "start_gunicorn",
+    "wait_final",
+]

@@ -1,14 +1,16 @@
 """The review console in real headless Chromium against live_server."""
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from review import views
 from review.models import Escalation
-from review.services import escalation_decide
+from review.services import escalation_claim, escalation_decide
 from tests.review.conftest import PASSWORD, hit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -53,11 +55,18 @@ def test_claim_highlight_approve_block_and_xss(console, reviewer, escalation):
     output = escalation(severity="low", direction="output", user_input="write me a web page", response=XSS,
                         hits=[hit(rule_id="code.html", reason_code="UNSAFE_OUTPUT_CODE", severity="low",
                                   span=(0, len(XSS_MARKED)), field="response")])  # fmt: skip
-    for sev in ("low", "medium", "low"):
-        escalation(severity=sev, pseudonym="u_fedcba9876543210")
+    overdue, claimed, due_soon = (escalation(severity=sev, pseudonym="u_fedcba9876543210")
+                                  for sev in ("low", "medium", "low"))  # fmt: skip
+    now = timezone.now()
+    Escalation.objects.filter(pk=overdue.pk).update(due_at=now - timedelta(minutes=5))
+    Escalation.objects.filter(pk=due_soon.pk).update(due_at=now + timedelta(minutes=20))
+    escalation_claim(escalation_id=claimed.pk, actor=reviewer("verified", username="bob"), tier="verified")
     alice = reviewer("verified", username="alice")
     page = console(alice)
     expect(page.locator("#queue-counts")).to_contain_text("medium 2")
+    expect(page.locator(f'tr[data-id="{overdue.pk}"] .badge-overdue')).to_have_text("overdue")
+    expect(page.locator(f'tr[data-id="{due_soon.pk}"] .badge-due-soon')).to_have_text("due soon")
+    expect(page.locator(f'tr[data-id="{claimed.pk}"] .badge-claimed')).to_have_text("claimed by bob")
     page.screenshot(path=str(SCREENSHOTS / "review-queue.png"), full_page=True)
 
     # n claims the top item (medium, oldest) and opens it, with the span highlighted in place.

@@ -11,7 +11,6 @@ import hashlib
 import multiprocessing
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC
 
 from django.db import connection, connections, transaction
 
@@ -58,33 +57,67 @@ class VerificationResult:
         return out
 
 
+def _select_columns() -> str:
+    """The chained columns as the verifier reads them; on PostgreSQL time and actor id arrive as text already.
+
+    Formatting the time in the database moves the costliest per-row conversion to the server process
+    (it is only a rendering of the stored value; the hash is still computed here).
+    """
+    if connection.vendor == "postgresql":
+        return _COLUMNS.replace(
+            "created_at, actor_id",
+            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00', actor_id::text",
+        )
+    return _COLUMNS
+
+
 def _check_range(lo: int, hi: int, prev: str, checkpoint_hashes: dict[int, str]) -> tuple[int, Problem | None]:
     """Walk events lo..hi in seq order; returns (events seen, first problem or None)."""
     sha = hashlib.sha256
     expected = lo
     seen = 0
+    head = VERSION + "\n"
     with connection.chunked_cursor() as cursor:
-        cursor.execute(f"SELECT {_COLUMNS} FROM audits_auditevent WHERE seq BETWEEN %s AND %s ORDER BY seq", [lo, hi])
+        cursor.execute(
+            f"SELECT {_select_columns()} FROM audits_auditevent WHERE seq BETWEEN %s AND %s ORDER BY seq", [lo, hi]
+        )
         while True:
             rows = cursor.fetchmany(5000)
             if not rows:
                 break
-            for seq, prev_hash, stored, *values in rows:
+            for (
+                seq,
+                prev_hash,
+                stored,
+                ticket,
+                created,
+                actor_id,
+                label,
+                act,
+                st,
+                sid,
+                sr,
+                rid,
+                tid,
+                ps,
+                data,
+            ) in rows:
                 if seq != expected:
                     return seen, Problem(expected, MISSING)
                 if prev_hash != prev:
                     return seen, Problem(seq, BAD_LINK)
-                created = values[1]
-                values[1] = (
-                    created.astimezone(UTC).isoformat(timespec="microseconds")
-                    if created.tzinfo
-                    else canonical_time(created)
+                if not isinstance(created, str):
+                    created = canonical_time(created)
+                actor = "" if actor_id is None else str(actor_id)
+                number = str(seq)
+                # The netstring encoding of audits/chain.py, unrolled for speed (one f-string, no lists).
+                body = (
+                    f"{head}{len(number)}:{number}\n{len(prev_hash)}:{prev_hash}\n{len(ticket)}:{ticket}\n"
+                    f"{len(created)}:{created}\n{len(actor)}:{actor}\n{len(label)}:{label}\n{len(act)}:{act}\n"
+                    f"{len(st)}:{st}\n{len(sid)}:{sid}\n{len(sr)}:{sr}\n{len(rid)}:{rid}\n{len(tid)}:{tid}\n"
+                    f"{len(ps)}:{ps}\n{len(data)}:{data}\n"
                 )
-                parts = [VERSION, f"{len(str(seq))}:{seq}", f"{len(prev_hash)}:{prev_hash}"]
-                for value in values:
-                    text = "" if value is None else str(value)
-                    parts.append(f"{len(text)}:{text}")
-                if sha(("\n".join(parts) + "\n").encode()).hexdigest() != stored:
+                if sha(body.encode()).hexdigest() != stored:
                     return seen, Problem(seq, BAD_HASH)
                 signed = checkpoint_hashes.get(seq)
                 if signed is not None and signed != stored:

@@ -153,3 +153,11 @@ def test_reveal_view_for_privileged_staff_only(client):
     assert revealed.context["identity"] == "apikey:1234"
     record = AuditEvent.objects.filter(action=ACTION_REVEALED).get()
     assert (record.actor_id, record.data["reason"], record.subject_id) == (officer.pk, "Court order 7", event.ticket_id)
+
+
+def test_anonymous_visitors_are_sent_to_the_admin_sign_in(client):
+    event = audit_event_record(action="gateway.request.refused", principal_id="apikey:1234")
+    urls = [reverse("admin:audits_auditevent_reveal", args=[event.pk]), reverse("admin:audits_auditevent_changelist")]
+
+    assert [client.get(url).status_code for url in urls] == [302, 302]
+    assert client.post(urls[0], {"reason": "Court order 7"})["Location"] == f"/admin/login/?next={urls[0]}"

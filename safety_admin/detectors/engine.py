@@ -332,7 +332,8 @@ def _hits_for(scan: _Scan, spans: _SpanMap, text: str, base: str, direction: str
     for index, compiled, prefilter in rs.regexes:
         if not scan.applies(index):
             continue
-        if prefilter and not any(term in base for term in prefilter):
+        # prefilter: alternatives separated by "|", each may need several literals joined by "&"
+        if prefilter and not any(all(part in base for part in term.split("&")) for term in prefilter):
             continue
         if clean is None:
             clean = nz.clean_view(text[:REGEX_INPUT_CHARS])

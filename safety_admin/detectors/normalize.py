@@ -43,19 +43,26 @@ LEET = str.maketrans({"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "|": "l"
 LEET_L = str.maketrans({**{chr(k): v for k, v in LEET.items()}, "1": "l"})
 # anchored at token starts (the lookbehind) so a long word is scanned once, not once per position
 LEET_TOKEN_RE = re.compile(r"(?<![\w@$!|+])[\w@$!|+]*(?:[0-9@$!|+][a-z]|[a-z][0-9@$!|+])[\w@$!|+]*")
-LEET_HINT_RE = re.compile(r"[0-9@$!|+][a-z]|[a-z][0-9@$!|+]")
+LEET_HINT_RE = re.compile(r"[0-9@$!|+](?:(?<=[a-z].)|(?=[a-z]))")  # one leading class: the fast scan path
 LEET_STRONG_RE = re.compile(r"[0-9@$!|+][a-z]")  # a digit or symbol before a letter: "h4ck", not "utf8"
 ROT13 = str.maketrans(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZabcdefghijklm"
 )
-# The rot13 view is built when the text talks about a cipher (the usual "decode this rot13: ...") or is
-# mostly words the English letter pairs rarely form; plain prompts skip it.
-ROT13_HINT_RE = re.compile(
-    r"rot\W?13|caesar|cipher|decod|decrypt|encod|encrypt|shift|reverse|\b[bcdfghjklmnpqrstvwxz]{4,}\b"
-)
+# The rot13 view is built when the text talks about a cipher (the usual "decode this rot13: ...") or has
+# few e's (English has ~12 % e; rot13 of English ~2 %); plain prompts skip it.
+_ROT13_WORDS = ("rot13", "rot 13", "rot-13", "caesar", "cipher", "decod", "decrypt", "encod", "encrypt", "shift")
+
+
+def wants_rot13(base: str) -> bool:
+    letters = len(base)
+    return any(word in base for word in _ROT13_WORDS) or (letters >= 16 and base.count("e") < 0.04 * letters)
+
+
 SEPARATORS_RE = re.compile(r"[\W_]+")
 TOKEN_RE = re.compile(r"[^\W_]+")
 # Runs of single letters split by 1-3 separators: "b o m b", "b.o.m.b", "b-o-m-b".
+# Cheap test for two single-character tokens in a row, before the full SQUASH_RE on ASCII text.
+SQUASH_HINT_RE = re.compile(r"[^a-z0-9][a-z0-9][^a-z0-9]{1,3}[a-z0-9][^a-z0-9]")
 SQUASH_RE = re.compile(r"(?<![^\W_])(?:[^\W_][\W_]{1,3}){3,}[^\W_](?![^\W_])")
 REPEAT_RE = re.compile(r"([^\W\d_])\1{2,}")
 REPEAT_HINT_RE = re.compile(r"(.)\1\1")  # 10x cheaper than REPEAT_RE; most texts stop here
@@ -305,7 +312,7 @@ def views(text: str, base: str) -> list[View]:
     if REPEAT_HINT_RE.search(base) and REPEAT_RE.search(base):
         out.append(View("repeat", word_view(REPEAT_RE.sub(r"\1", base)), base=REPEAT_RE.sub(r"\1", base)))
         out.append(View("repeat2", word_view(REPEAT_RE.sub(r"\1\1", base)), base=REPEAT_RE.sub(r"\1\1", base)))
-    if ROT13_HINT_RE.search(base):
+    if wants_rot13(base):
         out.append(View("rot13", word_view(base.translate(ROT13)), base=base.translate(ROT13)))
     return out
 
@@ -317,7 +324,9 @@ def squash_runs(base: str) -> tuple[tuple[str, int, int], ...]:
     "find c h i l d porn" gives "findchildporn": the spacing hides where words end, so the run automaton
     looks for terms anywhere inside it.
     """
-    runs = []
+    runs: list[tuple[str, int, int]] = []
+    if base.isascii() and not SQUASH_HINT_RE.search(" " + base + " "):
+        return ()
     for match in SQUASH_RE.finditer(base):
         before = base.rfind(" ", 0, max(0, match.start() - 1))
         after = base.find(" ", match.end() + 1)

@@ -152,14 +152,19 @@ class _Scan:
         self.view_text: dict[str, str] = {}
         self._spaces: dict[str, list[int]] = {}
 
-    def tokens(self, label: str, positions: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-        """Token indexes (spaces before the match in the word view) for positions still marked -1."""
-        if not positions or (positions[0][0] != -1 and positions[-1][0] != -1):
-            return positions
-        spaces = self._spaces.get(label)
-        if spaces is None:
-            spaces = self._spaces[label] = [m.start() for m in _SPACE_RE.finditer(self.view_text[label])]
-        return [(bisect_right(spaces, p[1]) if p[0] == -1 else p[0], p[1], p[2]) for p in positions]
+    def tokens(self, label: str, items: list[tuple]) -> list[tuple[int, int, int]]:
+        """(token index, start, end) per match: markers from run_view are expanded, squash positions kept."""
+        out: list[tuple[int, int, int]] = []
+        for item in items:
+            if item[0] != -1:
+                out.append(item)
+                continue
+            spaces = self._spaces.get(label)
+            if spaces is None:  # token index = spaces before the match in the word view
+                spaces = self._spaces[label] = [m.start() for m in _SPACE_RE.finditer(self.view_text[label])]
+            _marker, length, ends = item
+            out.extend((bisect_right(spaces, end - length + 1), end - length + 1, end + 1) for end in ends)
+        return out
 
     def applies(self, index: int) -> bool:
         ok = self._applies.get(index)
@@ -192,9 +197,9 @@ class _Scan:
                     if label not in entry.views:
                         entry.views[label] = (ends[0] - length + 1, ends[0] + 1, view, origin)
                     continue
-                # token index -1: filled in by _tokens() only for rules whose every part matched
-                positions = entry.parts.setdefault(label, {}).setdefault(part, [])
-                positions.extend((-1, end - length + 1, end + 1) for end in ends)
+                # a marker (-1, key length, shared end offsets): expanded by tokens() only for rules whose
+                # every part matched, so a common word costs one append per rule here
+                entry.parts.setdefault(label, {}).setdefault(part, []).append((-1, length, ends))
                 self.view_text[label] = text
                 entry.views.setdefault("_prox_" + label, (ends[0] - length + 1, ends[0] + 1, view, origin))
 

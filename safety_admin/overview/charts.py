@@ -57,9 +57,18 @@ def _label(bucket: datetime, unit: str) -> str:
     return bucket.strftime("%H:%M") if unit == "hour" else bucket.strftime("%b %d")
 
 
-def stacked_bars(buckets: list[datetime], series: dict[str, list[int]], unit: str) -> StackedBars:
-    """Lay out ``series`` (name -> count per bucket) as stacked bars over ``buckets``."""
-    ranked = sorted(series.items(), key=lambda item: (-sum(item[1]), item[0]))
+def stacked_bars(
+    buckets: list[datetime], series: dict[str, list[int]], unit: str, palette: dict[str, str] | None = None
+) -> StackedBars:
+    """Lay out ``series`` (name -> count per bucket) as stacked bars over ``buckets``.
+
+    Series are ranked by total (largest at the bottom, coloured ``series-0``…); ``palette`` instead fixes
+    the order and class of known series (e.g. approved green, blocked red).
+    """
+    if palette:
+        ranked = [(name, series[name]) for name in palette if name in series]
+    else:
+        ranked = sorted(series.items(), key=lambda item: (-sum(item[1]), item[0]))
     if len(ranked) > MAX_SERIES:
         other = [sum(values) for values in zip(*(v for _, v in ranked[MAX_SERIES - 1 :]), strict=True)]
         ranked = [*ranked[: MAX_SERIES - 1], ("other", other)]
@@ -70,6 +79,7 @@ def stacked_bars(buckets: list[datetime], series: dict[str, list[int]], unit: st
     plot_h = chart.baseline - TOP
     slot = (chart.plot_right - chart.plot_left) / n
     bar_w = max(slot * 0.75, 1.0)
+    css = [palette[name] if palette else f"series-{s}" for s, (name, _) in enumerate(ranked)]
     for i, bucket in enumerate(buckets):
         y = float(chart.baseline)
         x = chart.plot_left + slot * i + (slot - bar_w) / 2
@@ -78,7 +88,7 @@ def stacked_bars(buckets: list[datetime], series: dict[str, list[int]], unit: st
                 h = plot_h * values[i] / top
                 y -= h
                 label = f"{_label(bucket, unit)}: {values[i]} {name}"
-                chart.rects.append(Rect(round(x, 1), round(y, 1), round(bar_w, 1), round(h, 1), f"series-{s}", label))
+                chart.rects.append(Rect(round(x, 1), round(y, 1), round(bar_w, 1), round(h, 1), css[s], label))
     chart.y_ticks = [Tick(round(chart.baseline - plot_h * k / 4, 1), str(top * k // 4)) for k in range(5)]
     every = max(1, n // 8)
     chart.x_ticks = [
@@ -86,7 +96,7 @@ def stacked_bars(buckets: list[datetime], series: dict[str, list[int]], unit: st
         for i, b in enumerate(buckets)
         if i % every == 0
     ]
-    chart.legend = [(f"series-{s}", name, sum(values)) for s, (name, values) in enumerate(ranked)]
+    chart.legend = [(css[s], name, sum(values)) for s, (name, values) in enumerate(ranked)]
     chart.table_head = ["Time (UTC)", *(name for name, _ in ranked), "Total"]
     chart.table_rows = [
         [_label(b, unit), *(values[i] for _, values in ranked), totals[i]] for i, b in enumerate(buckets) if totals[i]

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 from safety_admin.overview import charts, selectors
 
 STAFF_ONLY = "The overview is for staff."
+DECISION_COLOURS = {"approved": "series-2", "blocked": "series-5"}
 
 
 @require_GET
@@ -20,7 +21,9 @@ def index(request):
     now = timezone.now()
     refusals = charts.stacked_bars(*selectors.refusals_over_time(window=window, now=now), unit=window.unit)
     escalations = charts.stacked_bars(*selectors.escalations_over_time(window=window, now=now), unit=window.unit)
-    decisions = charts.stacked_bars(*selectors.decisions_over_time(window=window, now=now), unit=window.unit)
+    decisions = charts.stacked_bars(
+        *selectors.decisions_over_time(window=window, now=now), unit=window.unit, palette=DECISION_COLOURS
+    )
     depths = selectors.queue_depths()
     sla = selectors.review_sla(window=window, now=now)
     context = {

@@ -86,7 +86,7 @@ def test_charts_show_refusals_escalations_queues_and_sla(client, staff, redis_cl
                                       ("series-2", "SECRET_LEAK", 1)]  # fmt: skip
     assert ctx["escalations"].legend == [("series-0", "HATE", 2), ("series-1", "HIGH_RISK_BIO", 1),
                                          ("series-2", "SECRET_LEAK", 1)]  # fmt: skip
-    assert ctx["decisions"].legend == [("series-0", "approved", 2), ("series-1", "blocked", 1)]
+    assert ctx["decisions"].legend == [("series-2", "approved", 2), ("series-5", "blocked", 1)]
     assert [(b.label, b.value, b.width) for b in ctx["queues"]] == [
         ("inference", 4, 300.0),
         ("notifications", 0, 0.0),

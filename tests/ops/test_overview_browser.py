@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.ops.test_overview import escalation, refusal
+from review.models import Escalation
+from tests.ops.test_overview import decision, escalation, refusal
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "ops-overview-Browser-7"
@@ -20,6 +22,10 @@ def test_overview_renders_under_csp_and_works_from_the_keyboard(browser, live_se
         refusal(code)
     escalation("critical", "HIGH_RISK_BIO", age=timedelta(minutes=40), sla=timedelta(minutes=15))
     escalation("medium", "HATE", age=timedelta(hours=3), sla=timedelta(hours=4))
+    decided = escalation("high", "SECRET_LEAK", age=timedelta(hours=5), sla=timedelta(hours=1))
+    Escalation.objects.filter(pk=decided.pk).update(status="blocked", decided_at=timezone.now() - timedelta(hours=4))
+    for action in ("review.escalation.approved", "review.escalation.blocked", "review.escalation.blocked"):
+        decision(action)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(15_000)

@@ -33,8 +33,6 @@ ACTION_PURGED = "audits.content.purged"
 ACTION_VERIFIED = "audits.chain.verified"
 ACTION_BROKEN = "audits.chain.broken"
 
-_TEXT_LIMITS = {"actor_label": 200, "action": 100, "subject_type": 100, "subject_id": 100, "subject_repr": 300,
-                "request_id": 64, "trace_id": 64}  # fmt: skip
 # Per-process hint of when this process last saw a checkpoint, to avoid a query per append.
 _last_checkpoint_seen: float | None = None
 

@@ -76,14 +76,17 @@ def metrics_view(request):
             response["WWW-Authenticate"] = "Bearer"
             return response
     # Health gauges are refreshed on every scrape, so alerts do not depend on someone calling /ready.
-    metrics.AUDIT_DB_HEALTHY.set(0 if _check_db() else 1)
-    metrics.REDIS_HEALTHY.set(0 if _check_redis() else 1)
+    db_ok, redis_ok = _check_db() is None, _check_redis() is None
+    metrics.AUDIT_DB_HEALTHY.set(1 if db_ok else 0)
+    metrics.REDIS_HEALTHY.set(1 if redis_ok else 0)
     if _multiprocess():
         registry = prometheus_client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = prometheus_client.REGISTRY
-    body = prometheus_client.generate_latest(registry) + prometheus_client.generate_latest(metrics.state_registry())
+    body = prometheus_client.generate_latest(registry) + prometheus_client.generate_latest(
+        metrics.state_registry(redis_ok=redis_ok, db_ok=db_ok)
+    )
     return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
 
 

@@ -48,15 +48,22 @@ class StateCollector:
     ``safety_redis_healthy`` says why), the review gauges still come from the database.
     """
 
+    def __init__(self, *, redis_ok: bool = True, db_ok: bool = True):
+        # A part already known to be down is skipped rather than waited for (each try costs a connect timeout).
+        self.redis_ok = redis_ok
+        self.db_ok = db_ok
+
     def describe(self):
         # An empty describe() keeps registration from calling collect() (which would touch the DB at import).
         return []
 
     def collect(self):
         started = time.perf_counter()
-        yield from self._queues()
-        yield from self._reviews()
-        yield from self._notifications()
+        if self.redis_ok:
+            yield from self._queues()
+        if self.db_ok:
+            yield from self._reviews()
+            yield from self._notifications()
         scrape = GaugeMetricFamily("safety_state_scrape_seconds", "Time spent reading queue and review state")
         scrape.add_metric([], time.perf_counter() - started)
         yield scrape
@@ -184,10 +191,10 @@ class StateCollector:
         yield gave_up
 
 
-def state_registry() -> CollectorRegistry:
+def state_registry(*, redis_ok: bool = True, db_ok: bool = True) -> CollectorRegistry:
     """A registry holding only the scrape-time state collector (built per scrape, so never stale)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector())
+    registry.register(StateCollector(redis_ok=redis_ok, db_ok=db_ok))
     return registry
 
 

@@ -51,6 +51,9 @@ def test_ready_is_503_naming_the_database_when_postgres_is_unreachable(start_gun
         "detail": "database not answering; requests are refused until it returns.",
     }
     assert "safety_audit_db_healthy 0.0" in metrics.splitlines()
+    # The database parts of the scrape are left out, the Redis ones are still there.
+    assert "# TYPE safety_reviews_pending gauge" not in metrics.splitlines()
+    assert 'safety_queue_depth{queue="inference"} 0.0' in metrics.splitlines()
     assert http(f"{web.url}/health").status == 200
 
 

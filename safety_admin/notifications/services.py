@@ -13,7 +13,7 @@ from datetime import timedelta
 import django_rq
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -116,10 +116,26 @@ def _wanted_channels(severity: str) -> list[str]:
 
 
 def _insert(rows: list[Notification]) -> None:
+    """One multi-row INSERT … RETURNING for the outbox rows (on the request path, so kept cheap).
+
+    Not bulk_create(): on PostgreSQL, Django 5.2 sends several rows as UNNEST over typed arrays, whose
+    client-side array dumping costs more CPU than the whole insert is worth for two rows.
+    """
     for row in rows:
         # In-memory checks only: the escalation was just saved in this transaction.
         row.full_clean(exclude=["escalation", "depends_on"], validate_unique=False, validate_constraints=False)
-    Notification.objects.bulk_create(rows)
+    qn = connection.ops.quote_name
+    meta = Notification._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
+    values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
+    sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES {values} "
+           f"RETURNING {qn(meta.pk.column)}")  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
+            row.pk = pk
+            row._state.adding = False
 
 
 @transaction.atomic(savepoint=False)

@@ -5,9 +5,13 @@ the outbox: Slack keeps posted messages by ts, PagerDuty keeps incidents by dedu
 next answers fail: a list of Reply objects consumed first, or a callable for a persistent failure.
 """
 
+import contextlib
 import itertools
 import json
+import os
+import signal
 import threading
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -119,6 +123,40 @@ class FakePagerDuty(FakeReceiver):
             self.incidents[key] = "resolved"
         body = {"status": "success", "message": "Event processed", "dedup_key": key}
         return Reply(202, body, delay=failure.delay if failure is not None else 0.0)
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def start_worker(start_worker):
+    """tests/conftest.py's factory, plus: the worker's --with-scheduler child never outlives the test.
+
+    A worker that is killed (or does not stop within the grace period) leaves that child running against
+    the test Redis and holding a database connection, so it is killed here by pid.
+    """
+    started = []
+
+    def start(*args, **kwargs):
+        proc = start_worker(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        children = child_pids(proc.proc.pid)
+        proc.stop()
+        kill_pids(children)
 
 
 @pytest.fixture

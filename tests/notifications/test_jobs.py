@@ -1,11 +1,7 @@
 """The notifications queue through real rqworker processes: delivery, a worker killed mid-send, a Redis restart."""
 
-import contextlib
-import os
-import signal
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 import redis
@@ -14,7 +10,14 @@ from review.services import escalation_decide
 from safety_admin.notifications import dispatch
 from safety_admin.notifications.models import DeliveryAttempt, Notification
 from tests.conftest import wait_for
-from tests.notifications.conftest import SLACK_CHANNEL_ID, pagerduty_env, slack_bot_env, slack_webhook_env
+from tests.notifications.conftest import (
+    SLACK_CHANNEL_ID,
+    child_pids,
+    kill_pids,
+    pagerduty_env,
+    slack_bot_env,
+    slack_webhook_env,
+)
 from tests.stubs import Reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.resilience]
@@ -29,12 +32,9 @@ FAST = {
 
 def kill_hard(worker) -> None:
     """SIGKILL the worker and its children (the --with-scheduler process), as a crash of the host would."""
-    pid = worker.proc.pid
-    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    children = child_pids(worker.proc.pid)
     worker.kill()
-    for child in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
+    kill_pids(children)
 
 
 def statuses(escalation) -> list[tuple[str, str, str]]:

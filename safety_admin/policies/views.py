@@ -29,7 +29,12 @@ def _acks() -> list[dict]:
 
 @staff_member_required
 def dashboard(request):
-    """The draft against the active version, the lists, and which version each process runs."""
+    """The draft against the active version, the lists, and which version each process runs.
+
+    Shipped packs get their (read-only) list rows the first time this page is shown, so they can be disabled.
+    """
+    if set(runtime.load_packs()) - set(Blocklist.objects.filter(builtin=True).values_list("pack", flat=True)):
+        services.blocklist_sync_builtin(actor=request.user)
     active = selectors.version_active()
     diff = selectors.snapshot_diff(selectors.version_snapshot(active), selectors.draft_snapshot())
     return render(
@@ -85,7 +90,6 @@ def blocklist_toggle(request, pk: int):
 @staff_member_required
 def preview(request):
     """What publishing the draft would change on recent traffic and on the labelled corpus."""
-    services.blocklist_sync_builtin(actor=request.user)
     return render(request, "policies/preview.html", {"preview": draft_preview()})
 
 

@@ -186,6 +186,8 @@ CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMem
 # --- Gateway --------------------------------------------------------------------------------------
 SAFETY_API_KEYS = env_str("SAFETY_API_KEYS", "")
 SAFETY_JWT_SECRET = env_str("SAFETY_JWT_SECRET", "")
+# Secrets being rotated out: tokens signed with them stay valid until removed from this list.
+SAFETY_JWT_PREVIOUS_SECRETS = env_list("SAFETY_JWT_PREVIOUS_SECRETS")
 SAFETY_JWT_AUDIENCE = env_str("SAFETY_JWT_AUDIENCE", "")
 SAFETY_JWT_ISSUER = env_str("SAFETY_JWT_ISSUER", "")
 SAFETY_MAX_INPUT_CHARS = env_int("SAFETY_MAX_INPUT_CHARS", 32_000)

@@ -120,11 +120,19 @@ def _from_jwt(token: str) -> Principal:
     if settings.SAFETY_JWT_ISSUER:
         kwargs["issuer"] = settings.SAFETY_JWT_ISSUER
         options["require"].append("iss")
-    try:
-        # The algorithm list is fixed: a token's own "alg" header cannot choose "none" or RS/HS confusion.
-        claims = jwt.decode(token, settings.SAFETY_JWT_SECRET, algorithms=["HS256"], options=options, **kwargs)
-    except jwt.PyJWTError as exc:
-        raise AuthenticationFailed(f"invalid token: {exc}") from None
+    claims = None
+    # The current secret first, then the ones being rotated out (SAFETY_JWT_PREVIOUS_SECRETS).
+    for secret in [settings.SAFETY_JWT_SECRET, *settings.SAFETY_JWT_PREVIOUS_SECRETS]:
+        try:
+            # The algorithm list is fixed: a token's own "alg" header cannot choose "none" or RS/HS confusion.
+            claims = jwt.decode(token, secret, algorithms=["HS256"], options=options, **kwargs)
+            break
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed(f"invalid token: {exc}") from None
+    if claims is None:
+        raise AuthenticationFailed("invalid token: signature verification failed")
     sub, tier = claims.get("sub"), claims.get("tier", Tier.USER)
     if not isinstance(sub, str) or not sub or len(sub) > 150 or tier not in VALID_TIERS:
         raise AuthenticationFailed("invalid token claims")

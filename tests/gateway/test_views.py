@@ -437,3 +437,12 @@ def test_redis_unreachable_is_503_fast_and_nothing_stored(client, api_key, setti
     ready = client.get("/ready")
     assert ready.status_code == 503
     assert ready.json()["redis"].startswith("unreachable")
+
+
+def test_jwt_signed_with_a_previous_secret_is_accepted_during_rotation(client, settings):
+    settings.SAFETY_JWT_SECRET = "new-secret-" + "n" * 40
+    settings.SAFETY_JWT_PREVIOUS_SECRETS = [JWT_SECRET]
+    old = post(client, "/safety/infer", {"user_input": SAFE}, Authorization=f"Bearer {token()}")
+    settings.SAFETY_JWT_PREVIOUS_SECRETS = []
+    after_rotation = post(client, "/safety/infer", {"user_input": SAFE}, Authorization=f"Bearer {token()}")
+    assert (old.status_code, after_rotation.status_code) == (202, 401)

@@ -109,10 +109,13 @@ def _post(port: int, key: str, text: str) -> int:
         headers={"Content-Type": "application/json", "X-API-Key": key},
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        # A fresh process loads and compiles the active version on its first request: that can take a while.
+        with urllib.request.urlopen(req, timeout=600) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
+    except OSError:
+        return 0
 
 
 def _wait_acks(version: int, count: int, timeout: float) -> list[dict] | None:

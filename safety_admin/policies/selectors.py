@@ -2,6 +2,7 @@
 
 from django.db.models import Count
 
+from review.models import BlocklistProposal
 from safety_admin.policies.models import Blocklist, BlocklistEntry, PolicyProfile, PolicyVersion
 from safety_admin.policies.runtime import SNAPSHOT_FORMAT, builtin_list_name, default_snapshot, load_packs
 
@@ -133,9 +134,5 @@ def entry_count(snapshot: dict) -> int:
 
 
 def proposal_list_pending():
-    """Reviewers' blocklist proposals awaiting an admin (empty until the review app provides them)."""
-    try:
-        from review.models import BlocklistProposal
-    except ImportError:
-        return []
+    """Reviewers' blocklist proposals awaiting an admin, oldest first."""
     return BlocklistProposal.objects.filter(status="pending").select_related("escalation").order_by("created_at")

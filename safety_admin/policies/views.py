@@ -3,11 +3,11 @@
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from redis.exceptions import RedisError
 
+from review.models import BlocklistProposal
 from safety_admin.policies import forms, runtime, selectors, services
 from safety_admin.policies.models import Blocklist
 from safety_admin.policies.preview import draft_preview
@@ -47,7 +47,7 @@ def dashboard(request):
             "lists": selectors.blocklist_list(),
             "acks": _acks(),
             "packs": runtime.load_packs(),
-            "proposal_count": len(selectors.proposal_list_pending()),
+            "proposal_count": selectors.proposal_list_pending().count(),
         },
     )
 
@@ -203,11 +203,8 @@ def proposal_list(request):
     )
 
 
-def _proposal_or_404(pk: int):
-    proposals = selectors.proposal_list_pending()
-    if not hasattr(proposals, "filter"):
-        raise Http404
-    return get_object_or_404(proposals.model.objects, pk=pk)
+def _proposal_or_404(pk: int) -> BlocklistProposal:
+    return get_object_or_404(BlocklistProposal, pk=pk)
 
 
 @staff_member_required

@@ -159,19 +159,18 @@ def notification_escalation_decided(*, escalation) -> None:
     """Queue updates for a decided escalation (Slack message update or follow-up, PagerDuty resolve).
 
     Side effects: one "decided" outbox row per channel that was notified of the creation, each depending on
-    that row; jobs enqueued on commit for those whose predecessor is already finished (the rest are started
-    when it finishes).
+    that row; jobs enqueued on commit. A job whose predecessor is still pending returns at once and is
+    enqueued again when the predecessor finishes; enqueueing it anyway closes the race where the
+    predecessor finishes while this transaction is still open (and so cannot see the new row).
     """
-    created = list(
-        Notification.objects.filter(escalation_id=escalation.pk, kind=Kind.CREATED).only("id", "channel", "status")
-    )
+    created = list(Notification.objects.filter(escalation_id=escalation.pk, kind=Kind.CREATED).only("id", "channel"))
     if not created:
         return
     now = timezone.now()
     rows = [Notification(escalation=escalation, channel=first.channel, kind=Kind.DECIDED, depends_on=first,
                          next_attempt_at=now) for first in created]  # fmt: skip
     _insert(rows)
-    _dispatch_on_commit([(row.pk, 1) for row in rows if row.depends_on.status != NotificationStatus.PENDING])
+    _dispatch_on_commit([(row.pk, 1) for row in rows])
 
 
 # --- delivery ------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Helpers for audit tests: tampering with the table the way someone with database access would."""
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 
 import audits.services
@@ -9,9 +10,10 @@ from audits.services import audit_chain_seal, audit_event_record
 
 
 @pytest.fixture(autouse=True)
-def _fresh_checkpoint_clock(monkeypatch):
-    """Each test starts as a fresh process would: the first append looks for a recent checkpoint."""
+def _fresh_process_state(monkeypatch):
+    """Each test starts as a fresh process would: no recent checkpoint seen, no cached admin filter choices."""
     monkeypatch.setattr(audits.services, "_last_checkpoint_seen", None)
+    cache.clear()
 
 
 def tamper(sql: str, params=None) -> None:

@@ -1,6 +1,7 @@
 """Validation of /safety/* request bodies. Errors carry a message that says what to fix."""
 
 import json
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -46,6 +47,17 @@ def _check_metadata(value, depth: int = 0) -> None:
         _check_text("metadata value", value)
 
 
+def _reject_constant(name: str):
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise json.JSONDecodeError(f"{text} is out of range", text, 0)
+    return value
+
+
 def read_json_object(request) -> dict:
     """The body as a JSON object, or BadRequest (400 INVALID_REQUEST / 413 PAYLOAD_TOO_LARGE)."""
     limit = settings.SAFETY_MAX_BODY_BYTES
@@ -68,13 +80,16 @@ def read_json_object(request) -> dict:
     except UnicodeDecodeError as exc:
         raise BadRequest(errors.INVALID_REQUEST, f"The body is not valid UTF-8 (byte {exc.start}).") from None
     try:
-        data = json.loads(text)
+        # NaN/Infinity (and 1e999) are not JSON numbers and jsonb refuses them: a 400 here, not a 503 at save time.
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise BadRequest(errors.INVALID_REQUEST, "The JSON body is nested too deeply.") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadRequest(
             errors.INVALID_REQUEST, f"The body is not valid JSON: {exc.msg} at line {exc.lineno}."
         ) from None
+    except ValueError:  # an integer longer than Python's 4300-digit conversion limit
+        raise BadRequest(errors.INVALID_REQUEST, "The body has a number too long to read.") from None
     if not isinstance(data, dict):
         raise BadRequest(errors.INVALID_REQUEST, "The body must be a JSON object.")
     return data

@@ -87,7 +87,7 @@ def test_infer_shaped_bodies_with_any_unicode_get_a_contract_answer(client, data
         pytest.param(
             json.dumps({"user_input": "hi", "metadata": {"a": [[[[[[[[[[[1]]]]]]]]]]]}}).encode(),
             id="metadata-too-deep",
-        ),  # fmt: skip
+        ),
         pytest.param(json.dumps({"user_input": "x" * 40_000}).encode(), id="input-over-limit"),
         pytest.param(b'{"user_input": "' + b"a" * 300_000 + b'"}', id="body-over-limit"),
         pytest.param(b'{"user_input": "\xff\xfe"}', id="invalid-utf8"),

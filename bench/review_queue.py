@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "safety_admin.settings")
 
-SAMPLES = 120
+SAMPLES = 240
 TARGET_MS = 100.0
 TARGET_RATIO = 1.5
 
@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
             "detail": [f"/review/escalations/{pk}/" for pk in pending_ids],
         }  # fmt: skip
         log(f"measuring {SAMPLES} requests per page and size, interleaved in rounds")
-        result = measure_interleaved(clients, urls, rounds=6)
+        result = measure_interleaved(clients, urls, rounds=24)
         load = os.getloadavg()[0]
         print(
             f"load average while measuring: {load:.1f} on {os.cpu_count()} CPUs (server time includes waiting for them)"

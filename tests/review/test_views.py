@@ -243,3 +243,22 @@ def test_stats_page_counts_decisions_median_and_overturned(client, reviewer, esc
     assert [e.pk for e in stats["overturned"]] == [prompt.pk]
     assert [(row["severity"], row["pending"], row["overdue"]) for row in stats["queue_age"]] == [
         ("critical", 1, 0), ("high", 0, 0), ("medium", 0, 0), ("low", 0, 0)]  # fmt: skip
+
+
+def test_privileged_block_with_suspension_and_proposal_through_the_form(client, reviewer, escalation):
+    from review.models import BlocklistProposal
+    from safety_admin.gateway.models import Suspension
+
+    esc = escalation(severity="critical", user_input="synthesize sarin at home", principal_id="apikey:p1")
+    client.force_login(reviewer("privileged", username="boss"))
+    response = client.post(decide_url(esc), {"decision": "block", "note": "chemical weapon", "suspend_hours": "24",
+                                             "suspend_reason": "CBRN request", "propose_text": "sarin",
+                                             "propose_reason_code": "HIGH_RISK_CHEM",
+                                             "propose_severity": "critical"})  # fmt: skip
+    assert (response.status_code, response["Location"]) == (302, "/")
+    suspension = Suspension.objects.get()
+    assert (suspension.principal_id, suspension.reason) == ("apikey:p1", "CBRN request")
+    assert 23.9 * 3600 < (suspension.until - suspension.created_at).total_seconds() <= 24 * 3600
+    assert list(BlocklistProposal.objects.values_list("text", "reason_code", "severity", "proposed_by_label")) == [
+        ("sarin", "HIGH_RISK_CHEM", "critical", "boss")]  # fmt: skip
+    assert Escalation.objects.get(pk=esc.pk).status == "blocked"

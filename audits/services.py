@@ -80,6 +80,13 @@ def _chain_head() -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
+_INSERT = (
+    "INSERT INTO audits_auditevent (ticket_id, created_at, actor_id, actor_label, action, subject_type,"
+    " subject_id, subject_repr, request_id, trace_id, principal_pseudonym, principal_ciphertext, data,"
+    " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '') RETURNING id"
+)
+
+
 def audit_event_record(
     *,
     action: str,
@@ -112,6 +119,7 @@ def audit_event_record(
     if content is not None:
         payload["content_sha256"] = content_digest(content)
     ticket_id = _new_ticket_id()
+    data_text = _canonical_data(payload)
     event = AuditEvent(
         ticket_id=ticket_id,
         created_at=timezone.now(),
@@ -125,10 +133,19 @@ def audit_event_record(
         trace_id=_clean_text(trace_id or ctx.trace_id, 64),
         principal_pseudonym=pseudonymize(principal_id),
         principal_ciphertext=encrypt_identifier(principal_id, context=ticket_id),
-        data=json.loads(_canonical_data(payload)),
+        data=json.loads(data_text),
     )
-    event._chained = True
-    event.save()
+    # One plain INSERT: this runs on every request, and the ORM's save() costs twice the CPU of the statement.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT,
+            [ticket_id, connection.ops.adapt_datetimefield_value(event.created_at), event.actor_id, event.actor_label,
+             event.action, event.subject_type, event.subject_id, event.subject_repr, event.request_id, event.trace_id,
+             event.principal_pseudonym, event.principal_ciphertext, data_text],
+        )  # fmt: skip
+        event.pk = cursor.fetchone()[0]
+    event._state.adding = False
+    event._state.db = connection.alias
     if actor is not None and event.actor_id:
         event.actor = actor
     transaction.on_commit(audit_chain_seal_quietly, robust=True)

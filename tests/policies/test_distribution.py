@@ -1,5 +1,6 @@
 """Publishing reaches real processes: two gunicorn workers and an rqworker swap within a second."""
 
+import threading
 import time
 
 import pytest
@@ -54,16 +55,32 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
         action="refuse",
         direction="output",
     )
+    # Traffic keeps flowing while the processes swap: no request may fail.
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            statuses.append(http_post_json(f"{web.url}/safety/infer", {"user_input": "hello"}, {"X-API-Key": key})[0])
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
     started = time.time()
     version = services.policy_publish(actor_label="alice", note="canaries")
     published = time.time()
-    acks = wait_for(lambda: _acks_on(2, 3), timeout=20, interval=0.01, message="every process on v2")
+    try:
+        acks = wait_for(lambda: _acks_on(2, 3), timeout=20, interval=0.01, message="every process on v2")
+    finally:
+        stop.set()
+        sender.join(30)
     switch = max(a["at"] for a in acks) - started
     print(
         f"\npublish -> 3 processes switched in {switch * 1000:.0f} ms "
         f"(publish call {(published - started) * 1000:.0f} ms; per process "
-        f"{sorted(round((a['at'] - published) * 1000) for a in acks)} ms after it returned)"
+        f"{sorted(round((a['at'] - published) * 1000) for a in acks)} ms after it returned; "
+        f"{len(statuses)} requests during the switch)"
     )
+    assert set(statuses) == {202}
     assert version.announced is True
     assert switch < SWITCH_BOUND_SECONDS
 

@@ -41,6 +41,8 @@ PD_NOT_CONFIGURED = "PagerDuty is not configured (set PAGERDUTY_ROUTING_KEY)"
 ABANDONED_NOTE = "worker lost before the outcome was recorded"
 RETRY_AFTER_CAP_SECONDS = 3600.0
 SWEEP_GRACE_SECONDS = 2
+# A job may start a little before the row is due by this host's clock (another host wrote next_attempt_at).
+CLOCK_SKEW_SECONDS = 1
 
 _connections: dict[str, redis.Redis] = {}
 
@@ -191,7 +193,11 @@ def _claim(notification_id: int, now) -> tuple[Notification, DeliveryAttempt, bo
     lease_until = now + timedelta(seconds=settings.NOTIFICATION_LEASE_SECONDS)
     with transaction.atomic():
         claimed = (
-            Notification.objects.filter(pk=notification_id, status=NotificationStatus.PENDING, next_attempt_at__lte=now)
+            Notification.objects.filter(
+                pk=notification_id,
+                status=NotificationStatus.PENDING,
+                next_attempt_at__lte=now + timedelta(seconds=CLOCK_SKEW_SECONDS),
+            )
             .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
             .update(attempts=F("attempts") + 1, lease_expires_at=lease_until, updated_at=now)
         )

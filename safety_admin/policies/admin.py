@@ -29,7 +29,7 @@ class BlocklistAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            raise PermissionDenied  # lists are renamed by creating a new one; entries carry the list name
+            return  # nothing is editable here: enable/disable are actions, a rename is a new list
         created = services.blocklist_create(actor=request.user, name=obj.name, description=obj.description)
         obj.pk = created.pk
 

@@ -9,8 +9,14 @@ from safety_admin.policies.models import Blocklist, BlocklistEntry, PolicyVersio
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["policies:dashboard", "policies:preview", "policies:publish", "policies:version-list", "policies:import",
-         "policies:proposal-list"]  # fmt: skip
+PAGES = [
+    "policies:dashboard",
+    "policies:preview",
+    "policies:publish",
+    "policies:version-list",
+    "policies:import",
+    "policies:proposal-list",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -56,11 +62,13 @@ def test_toggle_disables_a_builtin_list(staff):
 
 def test_publish_asks_twice_when_recent_traffic_would_be_refused(staff):
     for text in ("kudu here", "hello", "hi", "hey"):
-        InferenceRequest.objects.create(principal_id="apikey:x", principal_pseudonym="p", principal_tier="user",
-                                        user_input=text)  # fmt: skip
+        InferenceRequest.objects.create(
+            principal_id="apikey:x", principal_pseudonym="p", principal_tier="user", user_input=text
+        )
     blocklist = services.blocklist_create(actor_label="a", name="words")
-    services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern="kudu", reason_code="HATE",
-                          action="refuse")  # fmt: skip
+    services.entry_create(
+        actor_label="a", blocklist_id=blocklist.pk, pattern="kudu", reason_code="HATE", action="refuse"
+    )
     response = staff.post(reverse("policies:publish"), {"note": "kudu"})
     assert response.status_code == 200
     assert response.context["impact"].percent == 25.0
@@ -89,13 +97,23 @@ def test_rollback_confirms_on_get_and_acts_on_post(staff):
     assert (response.status_code, PolicyVersion.objects.get(is_active=True).number) == (302, 1)
     event = AuditEvent.objects.get(action="policies.version.rolled_back")
     assert (event.actor_label, event.data["number"], event.data["previous"], event.data["note"]) == (
-        "polly", 1, 2, "back")  # fmt: skip
+        "polly",
+        1,
+        2,
+        "back",
+    )
     assert staff.get(reverse("policies:version-rollback", args=[9])).status_code == 404
 
 
 def test_import_upload_lists_invalid_lines_then_imports_a_clean_file(staff):
-    form = {"list_name": "uploads", "reason_code": "HATE", "severity": "high", "action": "refuse",
-            "match_type": "regex", "direction": "prompt"}  # fmt: skip
+    form = {
+        "list_name": "uploads",
+        "reason_code": "HATE",
+        "severity": "high",
+        "action": "refuse",
+        "match_type": "regex",
+        "direction": "prompt",
+    }
     bad = SimpleUploadedFile("bad.txt", b"fine\n(a+)+\n[oops\n")
     response = staff.post(reverse("policies:import"), {**form, "file": bad})
     assert response.status_code == 200
@@ -105,7 +123,9 @@ def test_import_upload_lists_invalid_lines_then_imports_a_clean_file(staff):
     response = staff.post(reverse("policies:import"), {**form, "file": good})
     assert (response.status_code, response["Location"]) == (302, reverse("policies:dashboard"))
     assert list(BlocklistEntry.objects.order_by("id").values_list("pattern", "match_type", "added_by_label")) == [
-        ("fine", "regex", "polly"), ("also fine", "regex", "polly")]  # fmt: skip
+        ("fine", "regex", "polly"),
+        ("also fine", "regex", "polly"),
+    ]
 
 
 def test_accept_and_reject_reviewer_proposals(staff):
@@ -115,26 +135,44 @@ def test_accept_and_reject_reviewer_proposals(staff):
     blocklist = services.blocklist_create(actor_label="a", name="from-review")
     one = blocklist_proposal_create(text="bad phrase", reason_code="HARASSMENT", severity="high", actor_label="rev")
     two = blocklist_proposal_create(text="meh phrase", reason_code="HARASSMENT", severity="low", actor_label="rev")
-    response = staff.post(reverse("policies:proposal-accept", args=[one.pk]),
-                          {"blocklist": blocklist.pk, "match_type": "substring", "action": "refuse"})  # fmt: skip
+    response = staff.post(
+        reverse("policies:proposal-accept", args=[one.pk]),
+        {"blocklist": blocklist.pk, "match_type": "substring", "action": "refuse"},
+    )
     assert response.status_code == 302
     entry = BlocklistEntry.objects.get()
     assert (entry.blocklist_id, entry.pattern, entry.reason_code, entry.severity, entry.action) == (
-        blocklist.pk, "bad phrase", "HARASSMENT", "high", "refuse")  # fmt: skip
+        blocklist.pk,
+        "bad phrase",
+        "HARASSMENT",
+        "high",
+        "refuse",
+    )
     staff.post(reverse("policies:proposal-reject", args=[two.pk]), {"reason": "too broad"})
     assert dict(BlocklistProposal.objects.values_list("pk", "status")) == {one.pk: "accepted", two.pk: "rejected"}
     actions = set(AuditEvent.objects.filter(action__contains="proposal").values_list("action", "actor_label"))
     assert actions >= {("policies.proposal.accepted", "polly"), ("policies.proposal.rejected", "polly")}
     # Deciding twice is refused and changes nothing.
-    staff.post(reverse("policies:proposal-accept", args=[one.pk]),
-               {"blocklist": blocklist.pk, "match_type": "substring", "action": "refuse"})  # fmt: skip
+    staff.post(
+        reverse("policies:proposal-accept", args=[one.pk]),
+        {"blocklist": blocklist.pk, "match_type": "substring", "action": "refuse"},
+    )
     assert BlocklistEntry.objects.count() == 1
 
 
 def test_admin_entry_add_goes_through_the_service(staff):
     blocklist = services.blocklist_create(actor_label="a", name="words")
-    data = {"blocklist": blocklist.pk, "pattern": "(x+)+", "match_type": "regex", "reason_code": "HATE",
-            "severity": "high", "action": "refuse", "direction": "prompt", "window": 8, "note": ""}  # fmt: skip
+    data = {
+        "blocklist": blocklist.pk,
+        "pattern": "(x+)+",
+        "match_type": "regex",
+        "reason_code": "HATE",
+        "severity": "high",
+        "action": "refuse",
+        "direction": "prompt",
+        "window": 8,
+        "note": "",
+    }
     response = staff.post(reverse("admin:policies_blocklistentry_add"), data)
     assert response.status_code == 200  # the form shows the catastrophic-regex error
     assert BlocklistEntry.objects.count() == 0
@@ -151,3 +189,20 @@ def test_version_list_query_count_does_not_grow(staff, django_assert_max_num_que
         services.policy_publish(actor_label="a", note=f"v{n}")
     with django_assert_max_num_queries(8):
         assert staff.get(reverse("policies:version-list")).status_code == 200
+
+
+def test_admin_list_add_and_disable_action_are_audited(staff):
+    response = staff.post(reverse("admin:policies_blocklist_add"), {"name": "slurs", "description": "d"})
+    assert response.status_code == 302
+    blocklist = Blocklist.objects.get(name="slurs")
+    response = staff.post(
+        reverse("admin:policies_blocklist_changelist"), {"action": "disable_lists", "_selected_action": [blocklist.pk]}
+    )
+    assert response.status_code == 302
+    assert Blocklist.objects.get(pk=blocklist.pk).enabled is False
+    assert list(
+        AuditEvent.objects.filter(action__startswith="policies.").order_by("id").values_list("action", "actor_label")
+    ) == [
+        ("policies.blocklist.created", "polly"),
+        ("policies.blocklist.disabled", "polly"),
+    ]

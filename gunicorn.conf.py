@@ -30,6 +30,16 @@ errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def post_worker_init(worker):
+    """Compile the active policy before the first request, so no request pays for it (or times out on it)."""
+    try:
+        from safety_admin.policies.runtime import current_state
+
+        current_state()
+    except Exception:  # the database may be down at boot; the first request retries and fails closed
+        worker.log.warning("policy not loaded at worker start; the first request will load it")
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -116,7 +116,7 @@ def infer(request):
             response["Idempotent-Replayed"] = "true"
             return response
     body = parse_infer(data)
-    ruleset = active_ruleset(principal.profile)
+    ruleset = active_ruleset(principal.profile, metadata=body.metadata)
     verdict, hits = _precheck(body, ruleset)
     req, event = inference_services.inference_request_create(
         principal=principal,

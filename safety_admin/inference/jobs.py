@@ -25,7 +25,7 @@ def _retries_left() -> int:
 
 
 def _messages(req: InferenceRequest) -> list[dict]:
-    messages = [{"role": "system", "content": steering_prompt(req.profile)}]
+    messages = [{"role": "system", "content": steering_prompt(req.profile, metadata=req.metadata)}]
     if req.system_prompt:
         messages.append({"role": "system", "content": req.system_prompt})
     messages.append({"role": "user", "content": req.user_input})
@@ -53,7 +53,7 @@ def inference_run(request_id: str, trace_id: str = "") -> str | None:
             log.warning("model call failed", extra={"event": "inference.failed", "reason": exc.reason})
             return RequestStatus.FAILED
         started = time.perf_counter()
-        verdict = check(answer.text, "output", active_ruleset(req.profile))
+        verdict = check(answer.text, "output", active_ruleset(req.profile, metadata=req.metadata))
         metrics.DETECTION_LATENCY.labels(direction="output").observe(time.perf_counter() - started)
         status = services.inference_finish(
             request_id=request_id, text=answer.text, truncated=answer.truncated, verdict=verdict, model=answer.model

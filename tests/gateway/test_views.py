@@ -446,3 +446,28 @@ def test_jwt_signed_with_a_previous_secret_is_accepted_during_rotation(client, s
     settings.SAFETY_JWT_PREVIOUS_SECRETS = []
     after_rotation = post(client, "/safety/infer", {"user_input": SAFE}, Authorization=f"Bearer {token()}")
     assert (old.status_code, after_rotation.status_code) == (202, 401)
+
+
+def test_request_metadata_chooses_the_jurisdiction_overlay_of_the_keys_profile(
+    client, api_key, django_capture_on_commit_callbacks
+):
+    from safety_admin.policies import runtime
+    from safety_admin.policies import services as policies
+
+    runtime.reset()
+    try:
+        words = policies.blocklist_create(actor_label="tests", name="words")
+        policies.entry_create(actor_label="tests", blocklist_id=words.pk, pattern="middling",
+                              reason_code="HARASSMENT", severity="medium", action="review")  # fmt: skip
+        policies.profile_save(actor_label="tests", name="public-chat",
+                              config={"jurisdictions": {"eu": {"refuse_at": "medium"}}})  # fmt: skip
+        with django_capture_on_commit_callbacks(execute=True):
+            policies.policy_publish(actor_label="tests", note="eu overlay")
+        raw = api_key(profile="public-chat")
+        plain = infer(client, raw, {"user_input": "a middling remark"})
+        eu = infer(client, raw, {"user_input": "a middling remark", "metadata": {"jurisdiction": "eu"}})
+        assert (plain.status_code, plain.json()["status"]) == (202, "in_review")
+        assert (eu.status_code, eu.json()["reason_code"]) == (400, "HARASSMENT")
+        assert InferenceRequest.objects.get(status="refused").metadata == {"jurisdiction": "eu"}
+    finally:
+        runtime.reset()

@@ -251,6 +251,8 @@ def _audit(row: Notification, escalation: Escalation, action: str, **data) -> No
 
 
 def _kick_dependents(row: Notification) -> None:
+    if row.kind != Kind.CREATED:  # only "created" rows have rows waiting on them
+        return
     waiting = Notification.objects.filter(depends_on=row, status=NotificationStatus.PENDING).only("id", "attempts")
     _enqueue_on_commit([(dep.pk, dep.attempts + 1) for dep in waiting])
 

@@ -1,7 +1,9 @@
 """Shared fixtures: real Redis (flushed per test), loopback stub servers, API keys, worker processes."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -71,7 +73,10 @@ class ManagedProcess:
     def __init__(self, args: list[str], env: dict, log_path: Path):
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        # Own process group, so stop() also ends children (rqworker's scheduler) that would outlive the test.
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def output(self) -> str:
         if not self._log.closed:
@@ -90,7 +95,10 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self._log.close()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if not self._log.closed:
+            self._log.close()
 
 
 @pytest.fixture

@@ -30,8 +30,11 @@ def hits_payload(verdict: Verdict, field: str = "user_input") -> list[dict]:
     return [{**hit.as_dict(), "field": field} for hit in verdict.hits]
 
 
-def _audit(req: InferenceRequest, action: str, actor_label: str, **data) -> AuditEvent:
+def _audit(req: InferenceRequest, action: str, actor_label: str, content: dict | None = None, **data) -> AuditEvent:
+    """The request's audit event: the principal is kept pseudonymised and encrypted, content only as a hash."""
     return audit_event_record(
+        principal_id=req.principal_id,
+        content=content,
         action=action,
         actor_label=actor_label,
         subject_type="inference.request",
@@ -41,6 +44,10 @@ def _audit(req: InferenceRequest, action: str, actor_label: str, **data) -> Audi
         trace_id=req.trace_id,
         data={"status": req.status, "principal": req.principal_pseudonym, **data},
     )
+
+
+def _prompt(req: InferenceRequest) -> dict[str, str]:
+    return {"user_input": req.user_input, "system_prompt": req.system_prompt}
 
 
 @transaction.atomic
@@ -86,15 +93,31 @@ def inference_request_create(
     req.full_clean(validate_unique=False)
     req.save(force_insert=True)
     if status == RequestStatus.REFUSED:
-        event = _audit(req, "gateway.request.refused", ACTOR_GATEWAY, reason_code=verdict.primary_reason_code,
-                       reason_codes=verdict.reason_codes, hits=hits)  # fmt: skip
+        event = _audit(
+            req,
+            "gateway.request.refused",
+            ACTOR_GATEWAY,
+            content=_prompt(req),
+            reason_code=verdict.primary_reason_code,
+            reason_codes=verdict.reason_codes,
+            hits=hits,
+        )
         metrics.REFUSALS.labels(reason_code=verdict.primary_reason_code or "UNCLASSIFIED_REVIEW").inc()
     elif status == RequestStatus.IN_REVIEW:
         escalation = escalation_create(request=req, direction="prompt", severity=verdict.severity, hits=hits)
-        event = _audit(req, "gateway.request.escalated", ACTOR_GATEWAY, escalation_id=escalation.pk,
-                       severity=escalation.severity, reason_codes=verdict.reason_codes)  # fmt: skip
+        event = _audit(
+            req,
+            "gateway.request.escalated",
+            ACTOR_GATEWAY,
+            content=_prompt(req),
+            escalation_id=escalation.pk,
+            severity=escalation.severity,
+            reason_codes=verdict.reason_codes,
+        )
     else:
-        event = _audit(req, "gateway.request.accepted", ACTOR_GATEWAY, reason_codes=verdict.reason_codes)
+        event = _audit(
+            req, "gateway.request.accepted", ACTOR_GATEWAY, content=_prompt(req), reason_codes=verdict.reason_codes
+        )
     return req, event
 
 
@@ -167,14 +190,36 @@ def inference_finish(*, request_id, text: str, truncated: bool, verdict: Verdict
         req.hits = [*req.hits, *hits]
         req.save(update_fields=["hits"])
         escalation = escalation_create(request=req, direction="output", severity=verdict.severity, hits=hits)
-        _audit(req, "inference.request.escalated", ACTOR_WORKER, escalation_id=escalation.pk,
-               severity=escalation.severity, reason_codes=verdict.reason_codes, model=model)  # fmt: skip
+        _audit(
+            req,
+            "inference.request.escalated",
+            ACTOR_WORKER,
+            content={"response": text},
+            escalation_id=escalation.pk,
+            severity=escalation.severity,
+            reason_codes=verdict.reason_codes,
+            model=model,
+        )
     elif status == RequestStatus.BLOCKED:
         req.hits = [*req.hits, *hits]
         req.save(update_fields=["hits"])
-        _audit(req, "inference.request.blocked", ACTOR_WORKER, reason_codes=verdict.reason_codes, model=model)
+        _audit(
+            req,
+            "inference.request.blocked",
+            ACTOR_WORKER,
+            content={"response": text},
+            reason_codes=verdict.reason_codes,
+            model=model,
+        )
     else:
-        _audit(req, "inference.request.completed", ACTOR_WORKER, model=model, truncated=truncated)
+        _audit(
+            req,
+            "inference.request.completed",
+            ACTOR_WORKER,
+            content={"response": text},
+            model=model,
+            truncated=truncated,
+        )
     metrics.INFERENCE_OUTCOMES.labels(status=status).inc()
     return status
 

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from audits.models import AuditEvent
+from audits.services import content_digest
 from review.models import Escalation
 from safety_admin.gateway import errors
 from safety_admin.gateway.models import ApiKey
@@ -220,6 +221,11 @@ def test_safe_prompt_is_queued_with_a_job_keyed_by_request_id(client, api_key, r
         "inference.request",
         "gateway",
     )
+    # The trail holds the principal only pseudonymised (plus ciphertext for a lawful reveal), content only as a hash.
+    assert (event.principal_pseudonym, event.data["principal"]) == (req.principal_pseudonym, req.principal_pseudonym)
+    assert req.principal_id not in event.principal_ciphertext
+    assert event.data["content_sha256"] == content_digest({"user_input": SAFE, "system_prompt": ""})
+    assert SAFE not in json.dumps(event.data)
 
 
 def test_refused_prompt_is_400_with_a_ticket_that_finds_the_audit_event(client, api_key, redis_client):

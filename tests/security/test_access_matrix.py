@@ -81,6 +81,12 @@ def outcome(response) -> str:
     return "ok"
 
 
+@pytest.fixture(autouse=True)
+def _fast_hasher(settings):
+    """Full-strength PBKDF2 costs ~0.3 s per user on a loaded 2-core machine; these tests need no strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def people(django_user_model):
     auditors = Group.objects.get(name="Auditors")
@@ -122,7 +128,6 @@ KNOWN_AUDITOR_HOLES = {"policies:", "django_rq:"}
 
 
 def test_every_screen_by_every_role(people, escalation_id, settings, tmp_path):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # The policy preview replays the corpus and recent requests (~25 s here); access is what this test is about.
     settings.POLICY_CORPUS_DIR = tmp_path
     settings.POLICY_PREVIEW_RECENT = 0

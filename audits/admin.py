@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from audits.models import AuditCheckpoint, AuditEvent
 from audits.services import audit_identity_reveal, user_is_privileged_staff
+from safety_admin.admin_mixins import ReadOnlyAdminMixin
 
 _TICKET = re.compile(r"^audit-[0-9a-f]{20}$")
 _EVENT_FIELDS = ("seq", "ticket_id", "created_at", "action", "actor", "actor_label", "subject_type", "subject_id",
@@ -50,17 +51,8 @@ class SubjectTypeFilter(_DistinctValuesFilter):
     title, parameter_name, field = "subject type", "subject_type", "subject_type"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = None
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AuditEvent)

@@ -4,9 +4,11 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -129,6 +131,45 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {message}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def start_web(tmp_path):
+    """A factory: ``start_web(workers=2, **env) -> ManagedProcess`` running real gunicorn on a free loopback port.
+
+    Returns once /health answers; ``.url`` is the base URL.
+    """
+    started: list[ManagedProcess] = []
+
+    def start(workers: int = 2, **extra_env) -> ManagedProcess:
+        port = free_port()
+        args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                "--workers", str(workers), "safety_admin.wsgi:application"]  # fmt: skip
+        proc = ManagedProcess(args, process_env(**extra_env), tmp_path / f"web-{len(started)}.log")
+        proc.url = f"http://127.0.0.1:{port}"
+        started.append(proc)
+
+        def up() -> bool:
+            if proc.proc.poll() is not None:
+                pytest.fail(f"gunicorn exited early:\n{proc.output()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{proc.url}/health", timeout=5) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, timeout=60, interval=0.1, message="gunicorn to answer /health")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 
+from safety_admin.admin_mixins import ReadOnlyAdminMixin
 from safety_admin.notifications.models import DeliveryAttempt, Notification
 from safety_admin.notifications.services import notification_retry_now
 
@@ -24,7 +25,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "escalation_id", "channel", "kind", "status", "attempts", "next_attempt_at",
                     "delivered_at", "last_error")  # fmt: skip
     list_filter = ("status", "channel", "kind")
@@ -33,15 +34,6 @@ class NotificationAdmin(admin.ModelAdmin):
     inlines = [DeliveryAttemptInline]
     actions = ["retry_now"]
     readonly_fields = [f.name for f in Notification._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_retry_permission(self, request):
         # The outbox is never edited by hand; retrying is what "change" permission allows.

@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
+from safety_admin.admin_mixins import ReadOnlyAdminMixin
 from safety_admin.policies import services
 from safety_admin.policies.forms import EntryAdminForm
 from safety_admin.policies.models import Blocklist, BlocklistEntry, PolicyProfile, PolicyVersion
@@ -126,7 +127,7 @@ class PolicyProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(PolicyVersion)
-class PolicyVersionAdmin(admin.ModelAdmin):
+class PolicyVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Published versions never change; publish and roll back from the Policies screens."""
 
     list_display = ("number", "is_active", "created_at", "created_by_label", "note", "entry_count")
@@ -148,12 +149,3 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     @admin.display(description="Change log")
     def diff_pretty(self, obj):
         return json.dumps(obj.diff, indent=2)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -6,9 +6,13 @@ the workers to drain and checks that every accepted request has exactly one fina
 (one gateway event, and one worker event for each request the worker finished): zero lost.
 """
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 import redis
@@ -83,6 +87,13 @@ def _books(db_url: str, accepted: int, refused: int) -> dict:
     }
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for task in Path(f"/proc/{pid}/task").iterdir() for p in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
 def _drain(db_url: str, stall: float = 60.0, cap: float = 600.0) -> float:
     """Wait until nothing is pending; give up after ``stall`` s without progress (or ``cap`` s in all)."""
     started = last_progress = time.monotonic()
@@ -126,8 +137,13 @@ def main(argv: list[str]) -> int:
             progress("waiting for the workers to drain")
             drained = _drain(db_url)
         finally:
+            # RQ's scheduler is a forked child of each worker; stop it too if its worker is killed, not orphaned.
+            children = [pid for proc in workers for pid in _children(proc.proc.pid)]
             for proc in [*workers, web]:
                 proc.stop()
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             stub.stop()
         accepted, refused = statuses.get(202, 0), statuses.get(400, 0)
         errors = sum(count for code, count in statuses.items() if code not in (202, 400))

@@ -347,3 +347,5 @@ STORAGES = {
 }
 # Development serves static files straight from static/ (production collects them at image build).
 WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(exist_ok=True)  # empty here; whitenoise would warn on every start without it

@@ -62,7 +62,6 @@ def wait_until(check, what: str, timeout: float = 30.0) -> None:
 
 def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
-    (ROOT / "staticfiles").mkdir(exist_ok=True)  # whitenoise serves from finders in development
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "safety_admin.settings")
     env.setdefault("SAFETY_ENV", "development")

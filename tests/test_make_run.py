@@ -56,6 +56,8 @@ def test_make_run_starts_answers_and_stops(tmp_path: Path):
         )
         try:
             wait_for(lambda: _http("GET", f"http://127.0.0.1:{port}/ready")[0] == 200, timeout=180, message="/ready")
+            # /ready answers a moment before make run prints its banner with the credentials.
+            wait_for(lambda: "Press Ctrl-C" in log_path.read_text(), timeout=30, message="the banner")
             output = log_path.read_text()
             key = re.search(r"Demo API key \(verified tier\): (sa_\S+)", output).group(1)
             redis_port = int(re.search(r"starting embedded Redis .* on 127\.0\.0\.1:(\d+)", output).group(1))

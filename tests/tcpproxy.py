@@ -4,6 +4,7 @@ While cut, new connections are refused (the listening socket is closed) and open
 ``restore()`` listens again on the same port, so clients recover without a restart.
 """
 
+import contextlib
 import socket
 import threading
 
@@ -63,10 +64,8 @@ class TcpProxy:
         """Refuse new connections and drop the open ones."""
         if self._listener is not None:
             # shutdown() wakes the thread blocked in accept(); close() alone leaves it accepting on Linux.
-            try:
+            with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._listener.close()
             self._listener = None
         with self._lock:

@@ -4,10 +4,15 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from safety_admin import health
+from safety_admin.admin_mixins import superuser_required
 from safety_admin.gateway import openapi
 from safety_admin.gateway import views as gateway
+
+# django-rq's screens can empty queues and requeue jobs: administrators only (auditors are staff too).
+RQ_PATTERNS = get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=superuser_required)
 
 urlpatterns = [
     path("safety/infer", gateway.infer, name="safety-infer"),
@@ -22,7 +27,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("ops/overview/", include("safety_admin.overview.urls")),
     path("policies/", include("safety_admin.policies.urls")),
-    path("admin/rq/", include("django_rq.urls")),
+    path("admin/rq/", include((RQ_PATTERNS, "django_rq"))),
     path("admin/", admin.site.urls),
     path("", include("review.urls")),
 ]

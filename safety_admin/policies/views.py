@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -18,6 +19,8 @@ MSG_ROLLED_BACK = "v{number} is active again."
 MSG_IMPORTED = "Imported {count} entries into {name}."
 MSG_LIST_TOGGLED = "{name} is now {state}."
 ENTRIES_PER_PAGE = 100
+# Changing policy needs the permission, not just staff status: auditors are staff and must change nothing.
+policy_change_required = permission_required("policies.change_blocklist", raise_exception=True)
 
 
 def _acks() -> list[dict]:
@@ -76,6 +79,7 @@ def blocklist_detail(request, pk: int):
 
 
 @staff_member_required
+@policy_change_required
 @require_POST
 def blocklist_toggle(request, pk: int):
     blocklist = get_object_or_404(Blocklist, pk=pk)
@@ -94,6 +98,7 @@ def preview(request):
 
 
 @staff_member_required
+@policy_change_required
 @require_http_methods(["GET", "POST"])
 def publish(request):
     """GET: the change log to be and a note; POST: publish (asks again when many requests would be refused)."""
@@ -136,6 +141,7 @@ def version_detail(request, number: int):
 
 
 @staff_member_required
+@policy_change_required
 @require_http_methods(["GET", "POST"])
 def version_rollback(request, number: int):
     """GET: confirm; POST: make this version active again."""
@@ -157,6 +163,7 @@ def version_rollback(request, number: int):
 
 
 @staff_member_required
+@policy_change_required
 @require_http_methods(["GET", "POST"])
 def import_file(request):
     """Upload a term list or CSV into a draft list; invalid lines are listed with their numbers."""
@@ -208,6 +215,7 @@ def _proposal_or_404(pk: int) -> BlocklistProposal:
 
 
 @staff_member_required
+@policy_change_required
 @require_POST
 def proposal_accept(request, pk: int):
     """Accept: the proposed text becomes a draft entry of the chosen list."""
@@ -232,6 +240,7 @@ def proposal_accept(request, pk: int):
 
 
 @staff_member_required
+@policy_change_required
 @require_POST
 def proposal_reject(request, pk: int):
     proposal = _proposal_or_404(pk)

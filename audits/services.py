@@ -14,7 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from audits import signing
+from audits import sealer, signing
 from audits.chain import GENESIS_HASH, canonical_json, canonical_time, checkpoint_message, event_hash
 from audits.models import AuditCheckpoint, AuditEvent
 from safety_admin import context
@@ -148,7 +148,7 @@ def audit_event_record(
     event._state.db = connection.alias
     if actor is not None and event.actor_id:
         event.actor = actor
-    transaction.on_commit(audit_chain_seal_quietly, robust=True)
+    transaction.on_commit(sealer.request_seal, robust=True)
     return event
 
 
@@ -228,14 +228,6 @@ def audit_chain_seal(*, batch_size: int = 2000, max_rounds: int = 50) -> int:
         if count < batch_size:
             break
     return sealed
-
-
-def audit_chain_seal_quietly() -> None:
-    """``audit_chain_seal`` for on-commit hooks: never fails the caller (pending events are sealed later)."""
-    try:
-        audit_chain_seal()
-    except Exception:
-        log.exception("audit chain sealing failed; pending events will be sealed by the next writer")
 
 
 def _checkpoint_write(seq: int, head_hash: str) -> AuditCheckpoint:

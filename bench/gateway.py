@@ -55,7 +55,13 @@ def main(argv: list[str]) -> int:
     rate, duration, slices = 100.0, (10.0 if quick else 30.0), (2 if quick else 6)
     port = free_port()
     with fresh_database("bench_gateway") as db_url:
-        env = child_env(DATABASE_URL=db_url, SAFETY_BENCH_BASELINE="1", PRIVILEGED_RATE_LIMIT="100000000")
+        env = child_env(
+            DATABASE_URL=db_url,
+            SAFETY_BENCH_BASELINE="1",
+            PRIVILEGED_RATE_LIMIT="100000000",
+            AUDIT_SEAL_IN_BACKGROUND="1",
+            SAFETY_AUTH_CACHE_SECONDS="2",
+        )
         key = _api_key(env)
         headers = {"Content-Type": "application/json", "X-API-Key": key}
         gateway_reqs = [("/safety/infer", json_body(body), headers) for body in MIX]

@@ -49,11 +49,17 @@ def decode_key_bytes(raw: str, *, length: int, error: str) -> bytes:
     raise ImproperlyConfigured(error)
 
 
+_dev_key_cache: dict[Path, bytes] = {}
+
+
 def development_key_file(name: str, generate: Callable[[], bytes]) -> bytes:
     """The bytes of ``DATA_DIR/<name>``, created once (0600, atomically) when missing. Never in production."""
     if settings.PRODUCTION:
         raise ImproperlyConfigured(f"{name}: keys must come from the environment when SAFETY_ENV=production")
     path = Path(settings.DATA_DIR) / name
+    cached = _dev_key_cache.get(path)
+    if cached is not None and path.exists():
+        return cached
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -66,6 +72,7 @@ def development_key_file(name: str, generate: Callable[[], bytes]) -> bytes:
     for _ in range(50):  # the winner may still be writing
         content = path.read_bytes()
         if content:
+            _dev_key_cache[path] = content
             return content
         time.sleep(0.01)
     raise ImproperlyConfigured(f"{path} is empty; delete it to generate a new development key")

@@ -236,6 +236,8 @@ REVIEW_DUE_SOON_FRACTION = env_float("REVIEW_DUE_SOON_FRACTION", 0.25)
 PSEUDONYM_KEY = env_str("PSEUDONYM_KEY", "" if PRODUCTION else "dev-pseudonym-key-not-for-production")
 PII_ENCRYPTION_KEY = env_str("PII_ENCRYPTION_KEY", "")
 AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY", "")
+# Chain committed events from a background thread (off in tests, so assertions see seq at once).
+AUDIT_SEAL_IN_BACKGROUND = env_bool("AUDIT_SEAL_IN_BACKGROUND", SAFETY_ENV != "test")
 AUDIT_CHECKPOINT_EVERY = env_int("AUDIT_CHECKPOINT_EVERY", 1000)
 AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 300)
 # Public halves (hex) of retired signing keys whose checkpoints still verify (docs/audit.md, key rotation).

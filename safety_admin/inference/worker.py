@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 SWEEPS = [
     "safety_admin.inference.services.inference_sweep",
     "safety_admin.notifications.services.notification_sweep",
+    # Events whose process died before its sealer ran are chained here at the latest.
+    "audits.services.audit_chain_seal",
 ]
 
 
@@ -37,6 +39,8 @@ class SafetyWorker(SimpleWorker):
             close_old_connections()
             try:
                 counts = import_string(path)()
+                if isinstance(counts, int):  # a sweep may return a bare count
+                    counts = {"count": counts}
                 if counts and any(counts.values()):
                     log.info("sweep", extra={"event": "sweep", "sweep": path, **counts})
             except Exception:

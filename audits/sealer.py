@@ -1,0 +1,93 @@
+"""Chains committed audit events from a background thread, so the request path never waits on sealing.
+
+``audit_event_record`` asks for a seal after its transaction commits. With AUDIT_SEAL_IN_BACKGROUND (the
+default outside tests) that only wakes one daemon thread per process, which seals everything pending in
+one call; many requests' events share one seal. Nothing is lost if the process dies first: the events are
+committed, and the next sealer (any writer, the workers' periodic sweep, or ``verify_audit_chain``) chains them.
+"""
+
+import atexit
+import logging
+import os
+import threading
+
+from django.conf import settings
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_wake = threading.Event()
+_idle = threading.Event()
+_idle.set()
+_owner_pid = 0  # the process whose thread serves _wake; a forked child starts its own
+
+
+def _seal_now() -> None:
+    from audits.services import audit_chain_seal
+
+    try:
+        audit_chain_seal()
+    except Exception:  # the database may be down; pending events are sealed by the next sealer
+        log.exception("audit chain sealing failed", extra={"event": "audits.seal_failed"})
+
+
+IDLE_CLOSE_SECONDS = 30.0
+_close = threading.Event()
+
+
+def _run() -> None:
+    while True:
+        woken = _wake.wait(IDLE_CLOSE_SECONDS)
+        _wake.clear()
+        if not woken or _close.is_set():
+            # Idle for a while, or asked to: give the database connection back.
+            _close.clear()
+            connection.close()
+        else:
+            _seal_now()
+            connection.close_if_unusable_or_obsolete()  # this thread's own connection
+        if not _wake.is_set():
+            _idle.set()
+
+
+def _ensure_thread() -> None:
+    global _wake, _idle, _owner_pid
+    pid = os.getpid()
+    if _owner_pid == pid:
+        return
+    with _lock:
+        if _owner_pid != pid:
+            if _owner_pid:  # forked: the parent's thread does not exist here
+                _wake, _idle = threading.Event(), threading.Event()
+            threading.Thread(target=_run, name="audit-sealer", daemon=True).start()
+            _owner_pid = pid
+
+
+def request_seal() -> None:
+    """Seal what was just committed: wake the background sealer, or seal here when it is switched off."""
+    if not settings.AUDIT_SEAL_IN_BACKGROUND:
+        _seal_now()
+        return
+    _ensure_thread()
+    _idle.clear()
+    _wake.set()
+
+
+def wait_idle(timeout: float = 5.0) -> bool:
+    """Wait until the background sealer has nothing left to do; False on timeout."""
+    return _idle.wait(timeout)
+
+
+def release_connection(timeout: float = 5.0) -> bool:
+    """Make the sealer thread close its database connection (tests drop their database afterwards)."""
+    if _owner_pid != os.getpid():
+        return True
+    _idle.clear()
+    _close.set()
+    _wake.set()
+    return _idle.wait(timeout)
+
+
+# A short grace at exit, so a command that just recorded events leaves them chained.
+atexit.register(wait_idle, 1.0)

@@ -1,0 +1,45 @@
+"""The background sealer: events recorded on the request path are chained shortly after commit."""
+
+import pytest
+from django.db import transaction
+
+from audits import sealer
+from audits.models import AuditEvent
+from audits.services import audit_event_record
+from audits.verify import verify_chain
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _sealer_lets_go_of_the_database():
+    yield
+    assert sealer.release_connection()
+
+
+def test_background_sealer_chains_committed_events(settings):
+    settings.AUDIT_SEAL_IN_BACKGROUND = True
+    with transaction.atomic():
+        events = [
+            audit_event_record(action="tests.sealer.recorded", actor_label="tests", data={"n": n}) for n in range(5)
+        ]
+    wait_for(lambda: sealer.wait_idle(0.1) and all(AuditEvent.objects.get(pk=e.pk).seq for e in events), timeout=10,
+             message="the background sealer to chain the events")  # fmt: skip
+    seqs = [AuditEvent.objects.get(pk=e.pk).seq for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
+    assert verify_chain().ok is True
+
+
+def test_rolled_back_events_are_never_chained(settings):
+    settings.AUDIT_SEAL_IN_BACKGROUND = True
+
+    def record_then_fail():
+        with transaction.atomic():
+            audit_event_record(action="tests.sealer.rolled_back", actor_label="tests")
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        record_then_fail()
+    assert sealer.wait_idle(5)
+    assert AuditEvent.objects.filter(action="tests.sealer.rolled_back").count() == 0

@@ -196,6 +196,9 @@ def review(request):
     from review.services import AlreadyDecided, TierNotAllowed, escalation_decide
 
     principal = authenticate(request)
+    suspension = selectors.suspension_active(principal_id=principal.principal_id)
+    if suspension is not None:
+        return errors.error_response(errors.SUSPENDED, errors.MSG_SUSPENDED.format(until=suspension.until.isoformat()))
     if not tier_at_least(principal.tier, "verified"):
         return errors.error_response(errors.FORBIDDEN, errors.MSG_FORBIDDEN_TIER.format(tier="verified"))
     body = parse_review(read_json_object(request))

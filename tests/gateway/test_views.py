@@ -477,3 +477,15 @@ def test_request_metadata_chooses_the_jurisdiction_overlay_of_the_keys_profile(
         assert InferenceRequest.objects.get(status="refused").metadata == {"jurisdiction": "eu"}
     finally:
         runtime.reset()
+
+
+def test_suspended_principal_cannot_decide_reviews(client, api_key):
+    requester, reviewer = api_key(name="req"), api_key(name="rev")
+    request_id = infer(client, requester, {"user_input": INJECTION}).json()["request_id"]
+    rev = ApiKey.objects.get(name="rev")
+    suspension_create(
+        principal_id=rev.principal_id, until=timezone.now() + timedelta(hours=1), reason="x", actor_label="t"
+    )
+    response = review(client, reviewer, {"request_id": request_id, "decision": "block", "notes": "n"})
+    assert_error(response, 403, errors.SUSPENDED)
+    assert Escalation.objects.get().status == "pending"

@@ -2,7 +2,6 @@
 
 import hashlib
 import hmac
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -12,6 +11,7 @@ from django.conf import settings
 from safety_admin.accounts.models import Tier
 from safety_admin.gateway.models import ApiKey
 from safety_admin.privacy import pseudonymize
+from safety_admin.ttl_cache import TtlCache
 
 KEY_PREFIX = "sa_"
 VALID_TIERS = {t.value for t in Tier}
@@ -83,30 +83,20 @@ def _from_api_key(raw: str) -> Principal:
 
 # A short per-process cache of key rows keeps the database off the hot path; a revocation or a new key
 # takes effect everywhere within SAFETY_AUTH_CACHE_SECONDS (documented in docs/gateway.md).
-_key_cache: dict[str, tuple[float, ApiKey | None]] = {}
+_key_cache: TtlCache[str, ApiKey | None] = TtlCache()
 
 
 def _api_key_by_prefix(prefix: str) -> ApiKey | None:
-    ttl = settings.SAFETY_AUTH_CACHE_SECONDS
-    now = time.monotonic()
-    cached = _key_cache.get(prefix)
-    if ttl > 0 and cached is not None and cached[0] > now:
-        return cached[1]
-    key = (
-        ApiKey.objects.filter(prefix=prefix)
-        .only("id", "name", "prefix", "key_hash", "tier", "profile", "revoked_at")
-        .first()
-    )
-    if ttl > 0:
-        if len(_key_cache) > 10_000:
-            _key_cache.clear()
-        _key_cache[prefix] = (now + ttl, key)
-    return key
+    def load() -> ApiKey | None:
+        fields = ("id", "name", "prefix", "key_hash", "tier", "profile", "revoked_at")
+        return ApiKey.objects.filter(prefix=prefix).only(*fields).first()
+
+    return _key_cache.get(prefix, load, settings.SAFETY_AUTH_CACHE_SECONDS)
 
 
 def forget_cached_key(prefix: str) -> None:
     """Drop this process's cached row (the revoking process sees a revocation at once)."""
-    _key_cache.pop(prefix, None)
+    _key_cache.forget(prefix)
 
 
 def _from_jwt(token: str) -> Principal:

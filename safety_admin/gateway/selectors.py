@@ -1,15 +1,14 @@
 """Reads for the gateway."""
 
-import time
-
 from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from safety_admin.gateway.models import Suspension
 from safety_admin.inference.models import InferenceRequest, RequestStatus
+from safety_admin.ttl_cache import TtlCache
 
-_suspension_cache: dict[str, tuple[float, Suspension | None]] = {}
+_suspension_cache: TtlCache[str, Suspension | None] = TtlCache()
 
 
 def suspension_active(*, principal_id: str) -> Suspension | None:
@@ -17,26 +16,20 @@ def suspension_active(*, principal_id: str) -> Suspension | None:
 
     Cached per process for SAFETY_AUTH_CACHE_SECONDS, so a new suspension applies everywhere within that time.
     """
-    ttl = settings.SAFETY_AUTH_CACHE_SECONDS
-    now = time.monotonic()
-    cached = _suspension_cache.get(principal_id)
-    if ttl > 0 and cached is not None and cached[0] > now:
-        found = cached[1]
-        return found if found is None or found.until > timezone.now() else None
-    found = (
-        Suspension.objects.filter(principal_id=principal_id, lifted_at__isnull=True, until__gt=timezone.now())
-        .order_by("-until")
-        .first()
-    )
-    if ttl > 0:
-        if len(_suspension_cache) > 10_000:
-            _suspension_cache.clear()
-        _suspension_cache[principal_id] = (now + ttl, found)
-    return found
+
+    def load() -> Suspension | None:
+        return (
+            Suspension.objects.filter(principal_id=principal_id, lifted_at__isnull=True, until__gt=timezone.now())
+            .order_by("-until")
+            .first()
+        )
+
+    found = _suspension_cache.get(principal_id, load, settings.SAFETY_AUTH_CACHE_SECONDS)
+    return found if found is None or found.until > timezone.now() else None
 
 
 def forget_cached_suspension(principal_id: str) -> None:
-    _suspension_cache.pop(principal_id, None)
+    _suspension_cache.forget(principal_id)
 
 
 def request_for_principal(*, request_id, principal) -> InferenceRequest | None:

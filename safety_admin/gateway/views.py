@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from safety_admin import context, metrics
 from safety_admin.accounts.models import tier_allows_severity, tier_at_least
 from safety_admin.detectors import check
+from safety_admin.detectors.types import ACTION_RANK
 from safety_admin.gateway import errors, selectors
 from safety_admin.gateway.auth import AuthenticationFailed, Principal, authenticate
 from safety_admin.gateway.idempotency import MAX_KEY_LENGTH, Stored, body_hash, idempotency_get, idempotency_put
@@ -84,7 +85,7 @@ def _precheck(body, ruleset):
         if extra.hits:
             hits += inference_services.hits_payload(extra, "system_prompt")
             verdict = type(verdict)(
-                action=max((verdict.action, extra.action), key=["pass", "log", "review", "refuse"].index),
+                action=max((verdict.action, extra.action), key=ACTION_RANK.__getitem__),
                 hits=verdict.hits + extra.hits,
                 elapsed_us=verdict.elapsed_us + extra.elapsed_us,
                 ruleset_version=verdict.ruleset_version,

@@ -489,3 +489,16 @@ def test_suspended_principal_cannot_decide_reviews(client, api_key):
     response = review(client, reviewer, {"request_id": request_id, "decision": "block", "notes": "n"})
     assert_error(response, 403, errors.SUSPENDED)
     assert Escalation.objects.get().status == "pending"
+
+
+def test_cached_key_is_forgotten_at_once_by_the_revoking_process(
+    client, api_key, settings, django_capture_on_commit_callbacks
+):
+    settings.SAFETY_AUTH_CACHE_SECONDS = 60
+    raw = api_key()
+    assert infer(client, raw).status_code == 202
+    ApiKey.objects.update(tier="privileged")  # a change the cache hides for up to 60 s
+    assert InferenceRequest.objects.count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(key=ApiKey.objects.get(), actor_label="tests")
+    assert_error(infer(client, raw), 401, errors.UNAUTHENTICATED)

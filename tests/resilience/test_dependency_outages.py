@@ -55,19 +55,14 @@ def _recovery_seconds(web, key) -> float:
     return time.monotonic() - started
 
 
-def test_redis_cut_mid_run_fails_closed_then_recovers_without_restart(
-    api_key, stub_model, redis_proxy, start_gunicorn, start_worker, capsys
-):
-    env = {"REDIS_URL": redis_url_via(redis_proxy), "MODEL_API_URL": stub_model.url, **ROOMY}
-    web = start_gunicorn(workers=2, **env)
-    worker = start_worker(**env, **FAST_WORKER)
-    key = api_key(tier="privileged")
+def _outage_then_recovery(web, worker, key, stub_model, proxy, label: str, capsys) -> None:
+    """Serve, cut ``proxy`` mid-run (fail closed: 503 fast, nothing stored or sent), restore, serve again."""
     before_ids = _send_and_complete(web, key, stub_model, 5, "before")
     rows_before, model_calls_before = InferenceRequest.objects.count(), len(stub_model.requests)
 
-    redis_proxy.cut()
+    proxy.cut()
     answers = _outage_burst(web, key)
-    time.sleep(1.5)  # let the idle worker notice the outage too (its blocking dequeue is cut)
+    time.sleep(1.5)  # let the idle worker meet the outage too (its blocking dequeue or its sweep)
     _outage_burst(web, key)
 
     # Fail closed: nothing stored, nothing sent to the model.
@@ -75,7 +70,7 @@ def test_redis_cut_mid_run_fails_closed_then_recovers_without_restart(
     latencies = [a.elapsed for a in answers]
     assert max(latencies) < FAIL_CLOSED_BUDGET
 
-    redis_proxy.restore()
+    proxy.restore()
     recovery = _recovery_seconds(web, key)
     after_ids = _send_and_complete(web, key, stub_model, 5, "after")
 
@@ -85,10 +80,19 @@ def test_redis_cut_mid_run_fails_closed_then_recovers_without_restart(
         assert audit_actions(request_id) == ["gateway.request.accepted", "inference.request.completed"]
     with capsys.disabled():
         print(
-            f"\n[resilience] redis cut: {OUTAGE_REQUESTS} x 503 p50={pct(latencies, 50) * 1000:.1f} ms "
+            f"\n[resilience] {label} cut: {OUTAGE_REQUESTS} x 503 p50={pct(latencies, 50) * 1000:.1f} ms "
             f"p99={pct(latencies, 99) * 1000:.1f} ms max={max(latencies) * 1000:.1f} ms; "
             f"accepting again {recovery * 1000:.0f} ms after restore"
         )
+
+
+def test_redis_cut_mid_run_fails_closed_then_recovers_without_restart(
+    api_key, stub_model, redis_proxy, start_gunicorn, start_worker, capsys
+):
+    env = {"REDIS_URL": redis_url_via(redis_proxy), "MODEL_API_URL": stub_model.url, **ROOMY}
+    web = start_gunicorn(workers=2, **env)
+    worker = start_worker(**env, **FAST_WORKER)
+    _outage_then_recovery(web, worker, api_key(tier="privileged"), stub_model, redis_proxy, "redis", capsys)
 
 
 def test_postgres_cut_mid_run_fails_closed_then_recovers_without_restart(
@@ -97,29 +101,4 @@ def test_postgres_cut_mid_run_fails_closed_then_recovers_without_restart(
     env = {"DATABASE_URL": database_url_via(pg_proxy), "MODEL_API_URL": stub_model.url, **ROOMY}
     web = start_gunicorn(workers=2, **env)
     worker = start_worker(**env, **FAST_WORKER)
-    key = api_key(tier="privileged")
-    before_ids = _send_and_complete(web, key, stub_model, 5, "before")
-    rows_before, model_calls_before = InferenceRequest.objects.count(), len(stub_model.requests)
-
-    pg_proxy.cut()
-    answers = _outage_burst(web, key)
-    time.sleep(1.5)  # the worker's sweep meets the outage too
-    _outage_burst(web, key)
-
-    assert (InferenceRequest.objects.count(), len(stub_model.requests)) == (rows_before, model_calls_before)
-    latencies = [a.elapsed for a in answers]
-    assert max(latencies) < FAIL_CLOSED_BUDGET
-
-    pg_proxy.restore()
-    recovery = _recovery_seconds(web, key)
-    after_ids = _send_and_complete(web, key, stub_model, 5, "after")
-
-    assert (web.proc.poll(), worker.proc.poll()) == (None, None)
-    for request_id in before_ids + after_ids:
-        assert audit_actions(request_id) == ["gateway.request.accepted", "inference.request.completed"]
-    with capsys.disabled():
-        print(
-            f"\n[resilience] postgres cut: {OUTAGE_REQUESTS} x 503 p50={pct(latencies, 50) * 1000:.1f} ms "
-            f"p99={pct(latencies, 99) * 1000:.1f} ms max={max(latencies) * 1000:.1f} ms; "
-            f"accepting again {recovery * 1000:.0f} ms after restore"
-        )
+    _outage_then_recovery(web, worker, api_key(tier="privileged"), stub_model, pg_proxy, "postgres", capsys)

@@ -11,7 +11,8 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
+from itertools import accumulate, compress
 
 import ahocorasick
 
@@ -23,6 +24,11 @@ REGEX_INPUT_CHARS = 20_000  # regexes see at most this much of a text (head), bo
 PROXIMITY_MAX_POSITIONS = 64
 PART_WORD = -1
 _SPACE_RE = re.compile(" ")
+_PLUS_ONE = (1).__add__
+# Automaton values are (key length, refs for prompts, refs for outputs): a check reads the refs of its own
+# direction, so rules of the other direction cost nothing. Other direction strings read the prompt refs and
+# filter them with Rule.applies_to (only "both" rules apply to them, and those are in both tuples).
+_SLOT = {"prompt": 1, "output": 2}
 
 Classifier = Callable[[str, str], Iterable[Hit]]
 
@@ -40,6 +46,9 @@ class Ruleset:
     term_count: int = 0
     weights: dict = field(default_factory=dict, compare=False, hash=False)
     classifier: Classifier | None = field(default=None, compare=False)
+    # derived at compile time: {direction: regexes that apply}, {proximity rule index: number of parts}
+    regexes_for: dict = field(default_factory=dict, compare=False, hash=False)
+    proximity_parts: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 def _split_alternatives(pattern: str) -> list[str]:
@@ -79,7 +88,8 @@ def compile_ruleset(
                 compiled = re.compile(rule.pattern, re.IGNORECASE)
             except (re.error, TypeError, ValueError, OverflowError, RecursionError):
                 continue
-            prefilter = tuple(nz.base_view(t) for t in _split_alternatives(rule.prefilter))
+            # alternatives separated by "|", each may need several literals joined by "&"
+            prefilter = tuple(tuple(nz.base_view(t).split("&")) for t in _split_alternatives(rule.prefilter))
             regexes.append((index, compiled, prefilter))
         elif rule.match_type == "proximity":
             parts = [_split_alternatives(part) for part in rule.pattern.split("~")]
@@ -100,21 +110,30 @@ def compile_ruleset(
     return Ruleset(
         version=version,
         rules=rules,
-        automaton=_build(keys),
-        squash_automaton=_build(squash_keys),
+        automaton=_build(keys, rules),
+        squash_automaton=_build(squash_keys, rules),
         regexes=tuple(regexes),
         proximity=tuple(proximity),
         term_count=len(keys),
         weights={rule.rule_id: rule.weight for rule in rules if rule.weight},
         classifier=classifier,
+        regexes_for={
+            direction: tuple(entry for entry in regexes if rules[entry[0]].applies_to(direction)) for direction in _SLOT
+        },
+        proximity_parts=dict(proximity),
     )
 
 
-def _build(keys: dict[str, list[tuple[int, int]]]):
-    """An automaton whose value per key is (key length, refs); refs are (rule index, part) pairs."""
+def _build(keys: dict[str, list[tuple[int, int]]], rules: tuple[Rule, ...]):
+    """An automaton whose value per key is (key length, prompt refs, output refs); refs are (rule index, part)."""
     automaton = ahocorasick.Automaton()
+    prompt = [rule.applies_to("prompt") for rule in rules]
+    output = [rule.applies_to("output") for rule in rules]
     for key, refs in keys.items():
-        automaton.add_word(key, (len(key), tuple(refs)))
+        refs = tuple(refs)
+        for_prompt = refs if all(prompt[ref[0]] for ref in refs) else tuple(r for r in refs if prompt[r[0]])
+        for_output = tuple(r for r in refs if output[r[0]]) if any(output[ref[0]] for ref in refs) else ()
+        automaton.add_word(key, (len(key), for_prompt, for_output))
     if len(automaton):
         automaton.make_automaton()
         return automaton
@@ -133,12 +152,22 @@ def default_ruleset() -> Ruleset:
     return compile_ruleset(default_rules(), version="builtin")
 
 
-@dataclass
 class _Found:
     """Where one rule matched: first span per view, and token positions per proximity part."""
 
-    views: dict[str, tuple[int, int, nz.View | None, str]] = field(default_factory=dict)
-    parts: dict[str, dict[int, list[tuple[int, int, int]]]] = field(default_factory=dict)
+    __slots__ = ("parts", "prox", "views")
+
+    def __init__(self) -> None:
+        self.views: dict[str, tuple] = {}  # label -> (start, end, view, origin) of the first match there
+        self.parts: dict[str, dict[int, list[tuple]]] = {}  # label -> proximity part -> positions or markers
+        self.prox: dict[str, tuple] = {}  # label -> (start, end, view, origin) of the first part matched there
+
+
+def _space_positions(text: str) -> list[int]:
+    """The offsets of every " " in ``text``, from the lengths of its pieces (C loops, no match objects)."""
+    pieces = text.split(" ")
+    pieces.pop()
+    return list(accumulate(map(_PLUS_ONE, map(len, pieces)), initial=-1))[1:]
 
 
 class _Scan:
@@ -147,6 +176,8 @@ class _Scan:
     def __init__(self, ruleset: Ruleset, direction: str):
         self.rs = ruleset
         self.direction = direction
+        self.slot = _SLOT.get(direction, 1)
+        self.filtered = direction not in _SLOT  # refs of an unknown direction are filtered rule by rule
         self.found: dict[int, _Found] = {}
         self._applies = {}
         self.view_text: dict[str, str] = {}
@@ -161,7 +192,7 @@ class _Scan:
                 continue
             spaces = self._spaces.get(label)
             if spaces is None:  # token index = spaces before the match in the word view
-                spaces = self._spaces[label] = [m.start() for m in _SPACE_RE.finditer(self.view_text[label])]
+                spaces = self._spaces[label] = _space_positions(self.view_text[label])
             _marker, length, ends = item
             out.extend((bisect_right(spaces, end - length + 1), end - length + 1, end + 1) for end in ends)
         return out
@@ -171,6 +202,12 @@ class _Scan:
         if ok is None:
             ok = self._applies[index] = self.rs.rules[index].applies_to(self.direction)
         return ok
+
+    def entry(self, index: int) -> _Found:
+        entry = self.found.get(index)
+        if entry is None:
+            entry = self.found[index] = _Found()
+        return entry
 
     def run_view(self, view: nz.View, label: str, origin: tuple[int, int] | None) -> None:
         automaton = self.rs.automaton
@@ -186,35 +223,58 @@ class _Scan:
                 occurrences[value] = [end]
             elif len(ends) < PROXIMITY_MAX_POSITIONS:
                 ends.append(end)
-        for (length, refs), ends in occurrences.items():
+        found = self.found
+        slot = self.slot
+        filtered = self.filtered
+        marked = False
+        for value, ends in occurrences.items():
+            refs = value[slot]
+            if not refs:
+                continue
+            length = value[0]
+            first = (ends[0] - length + 1, ends[0] + 1, view, origin)
+            # a marker (-1, key length, shared end offsets): expanded by tokens() only for rules whose
+            # every part matched, so a common word costs one append per rule here
+            marker = (-1, length, ends)
             for index, part in refs:
-                if not self.applies(index):
+                if filtered and not self.applies(index):
                     continue
-                entry = self.found.get(index)
+                entry = found.get(index)
                 if entry is None:
-                    entry = self.found[index] = _Found()
+                    entry = found[index] = _Found()
                 if part == PART_WORD:
                     if label not in entry.views:
-                        entry.views[label] = (ends[0] - length + 1, ends[0] + 1, view, origin)
+                        entry.views[label] = first
                     continue
-                # a marker (-1, key length, shared end offsets): expanded by tokens() only for rules whose
-                # every part matched, so a common word costs one append per rule here
-                entry.parts.setdefault(label, {}).setdefault(part, []).append((-1, length, ends))
-                self.view_text[label] = text
-                entry.views.setdefault("_prox_" + label, (ends[0] - length + 1, ends[0] + 1, view, origin))
+                by_part = entry.parts.get(label)
+                if by_part is None:
+                    entry.parts[label] = {part: [marker]}
+                else:
+                    positions = by_part.get(part)
+                    if positions is None:
+                        by_part[part] = [marker]
+                    else:
+                        positions.append(marker)
+                if label not in entry.prox:
+                    entry.prox[label] = first
+                marked = True
+        if marked:
+            self.view_text[label] = text
 
     def run_squash(self, runs, label: str, base_label: str, origin_of: Callable, token_of: Callable) -> None:
         automaton = self.rs.squash_automaton
         if automaton is None:
             return
+        slot = self.slot
         for run, start, end in runs:
-            for _end, (_length, refs) in automaton.iter(run):
-                for index, part in refs:
-                    if not self.applies(index):
+            for _end, value in automaton.iter(run):
+                for index, part in value[slot]:
+                    if self.filtered and not self.applies(index):
                         continue
-                    entry = self.found.setdefault(index, _Found())
+                    entry = self.entry(index)
                     if part == PART_WORD:
-                        entry.views.setdefault(label, (0, 0, None, origin_of(start, end)))
+                        if label not in entry.views:
+                            entry.views[label] = (0, 0, None, origin_of(start, end))
                     else:
                         # a squashed run is one token at its place in the base view; its parts join the
                         # base view's parts, so "disable the s m o k e d e t e c t o r s" still pairs up
@@ -222,11 +282,23 @@ class _Scan:
                         # both ends: the spaced letters each count as a token of the base view
                         positions.append((token_of(start), 0, 0))
                         positions.append((token_of(end), 0, 0))
-                        entry.views.setdefault("_prox_" + base_label, (0, 0, None, origin_of(start, end)))
+                        if base_label not in entry.prox:
+                            entry.prox[base_label] = (0, 0, None, origin_of(start, end))
 
 
 def _raise(severity: str, steps: int = 1) -> str:
     return SEVERITIES[min(len(SEVERITIES) - 1, SEVERITY_RANK[severity] + steps)]
+
+
+def _token_starts(base: str) -> list[int]:
+    """Where each token (run of letters and digits, nz.TOKEN_RE) of ``base`` starts."""
+    if base.isascii():  # the same tokens from C loops: pieces between separators, the empty ones dropped
+        pieces = base.translate(nz.ASCII_SEPARATORS).split(" ")
+        return list(compress(accumulate(map(_PLUS_ONE, map(len, pieces)), initial=0), pieces))
+    return [m.start() for m in nz.TOKEN_RE.finditer(base)]
+
+
+_UNSEEN = object()
 
 
 class _SpanMap:
@@ -238,7 +310,7 @@ class _SpanMap:
         # Plain ASCII without ignorables: the base view is the text lowercased, one char for one char.
         self._identity = len(text) == len(base) and text.isascii()
         self._offsets: list[int] | None = None
-        self._tokens: dict[str, tuple[list[int], list[int]]] = {}
+        self._starts: dict[str, list[int] | None] = {}
 
     def base_to_original(self, pos: int) -> int:
         if self._identity:
@@ -254,16 +326,18 @@ class _SpanMap:
 
     def word_to_base(self, view: nz.View, word_pos: int) -> int:
         # Token k of the word view starts after its k-th space; the same token k starts at starts[k] in the source.
-        cached = self._tokens.get(view.text)
-        if cached is None:
-            spaces = [m.start() for m in _SPACE_RE.finditer(view.text)]
-            starts = [m.start() for m in nz.TOKEN_RE.finditer(view.base)]
-            cached = self._tokens[view.text] = (spaces, starts)
-        spaces, starts = cached
-        k = bisect_right(spaces, word_pos) - 1
+        text = view.text
+        starts = self._starts.get(text, _UNSEEN)
+        if starts is _UNSEEN:
+            # A base of words split by single spaces is its own word view minus the padding: offset - 1.
+            plain = view.base and text[1:-1] == view.base
+            starts = self._starts[text] = None if plain else _token_starts(view.base)
+        if starts is None:
+            return word_pos - 1
+        k = text.count(" ", 0, word_pos + 1) - 1 if word_pos >= 0 else -1
         if k < 0 or k >= len(starts):
             return len(view.base) if k >= 0 else 0
-        return starts[k] + (word_pos - spaces[k] - 1)
+        return starts[k] + (word_pos - text.rfind(" ", 0, word_pos + 1) - 1)
 
     def span(self, view: nz.View, start: int, end: int) -> tuple[int, int]:
         # Padding spaces are part of the keys: trim them off before mapping.
@@ -279,6 +353,28 @@ class _SpanMap:
         first = self.base_to_original(base_start)
         last = self.base_to_original(max(base_start, base_end - 1)) + 1
         return first, max(first, last)
+
+
+class _Pending:
+    """A hit whose span in the original text is computed only if the hit survives ``_finish`` (most
+    candidate hits are weak signals that are dropped, or payload hits that take the payload's span)."""
+
+    __slots__ = ("_locate", "_span", "action", "reason_code", "rule_id", "severity", "view")
+
+    def __init__(self, rule_id, reason_code, severity, action, view, span=None, locate=None):
+        self.rule_id = rule_id
+        self.reason_code = reason_code
+        self.severity = severity
+        self.action = action
+        self.view = view
+        self._span = span
+        self._locate = locate
+
+    @property
+    def span(self) -> tuple[int, int]:
+        if self._span is None:
+            self._span = self._locate()
+        return self._span
 
 
 def _proximity_span(parts: dict[int, list[tuple[int, int, int]]], count: int, window: int):
@@ -330,25 +426,37 @@ def _scan_text(rs: Ruleset, text: str, direction: str, depth: int, origin: tuple
     return scan, spans, base
 
 
-def _hits_for(scan: _Scan, spans: _SpanMap, text: str, base: str, direction: str) -> list[Hit]:
+def _prefilter_passes(prefilter: tuple[tuple[str, ...], ...], base: str) -> bool:
+    """Whether one alternative of a regex rule's prefilter has all its literals in the base view."""
+    for literals in prefilter:
+        for literal in literals:
+            if literal not in base:
+                break
+        else:
+            return True
+    return False
+
+
+def _hits_for(scan: _Scan, spans: _SpanMap, text: str, base: str, direction: str) -> list[_Pending]:
     rs = scan.rs
-    hits: list[Hit] = []
+    hits: list[_Pending] = []
     clean = None
-    for index, compiled, prefilter in rs.regexes:
-        if not scan.applies(index):
-            continue
-        # prefilter: alternatives separated by "|", each may need several literals joined by "&"
-        if prefilter and not any(all(part in base for part in term.split("&")) for term in prefilter):
+    regexes = rs.regexes_for.get(direction)
+    if regexes is None:
+        regexes = tuple(entry for entry in rs.regexes if scan.applies(entry[0]))
+    for index, compiled, prefilter in regexes:
+        if prefilter and not _prefilter_passes(prefilter, base):
             continue
         if clean is None:
             clean = nz.clean_view(text[:REGEX_INPUT_CHARS])
         match = compiled.search(clean)
         if match:
-            scan.found.setdefault(index, _Found()).views["base"] = (match.start(), match.end(), None, "regex")
-    for index, parts in rs.proximity:
-        entry = scan.found.get(index)
-        if entry is None:
+            scan.entry(index).views["base"] = (match.start(), match.end(), None, "regex")
+    proximity_parts = rs.proximity_parts
+    for index, entry in scan.found.items():
+        if not entry.parts:
             continue
+        parts = proximity_parts[index]
         for label, by_part in entry.parts.items():
             if len(by_part) < parts:
                 continue
@@ -356,27 +464,28 @@ def _hits_for(scan: _Scan, spans: _SpanMap, text: str, base: str, direction: str
             got = _proximity_span(by_part, parts, rs.rules[index].window)
             if got is not None:
                 start, end = got
-                _start, _end, view, origin = entry.views["_prox_" + label]
+                _start, _end, view, origin = entry.prox[label]
                 entry.views.setdefault(label, (start, end, view, origin))
     for index, entry in scan.found.items():
-        labels = [label for label in entry.views if not label.startswith("_prox_")]
-        if not labels:
+        views = entry.views
+        if not views:
             continue
         rule = rs.rules[index]
-        label = "base" if "base" in labels else labels[0]
-        start, end, view, origin = entry.views[label]
+        label = "base" if "base" in views else next(iter(views))
+        start, end, view, origin = views[label]
+        locate = None
         if origin == "regex":
             # regex spans are in the clean view, which keeps one char per original char when ASCII
-            scale = len(text) / max(1, len(nz.clean_view(text[:REGEX_INPUT_CHARS])))
+            scale = len(text) / max(1, len(clean))
             span = (start, end) if text.isascii() else (int(start * scale), int(end * scale))
         elif isinstance(origin, tuple):
             span = origin
         elif view is not None:
-            span = spans.span(view, start, end)
+            span = None
+            locate = partial(spans.span, view, start, end)
         else:
             span = (0, len(text))
-        severity = rule.severity
-        hits.append(Hit(rule.rule_id, rule.reason_code, severity, rule.action, span[0], span[1], label, "", direction))
+        hits.append(_Pending(rule.rule_id, rule.reason_code, rule.severity, rule.action, label, span, locate))
     return hits
 
 
@@ -394,7 +503,7 @@ def _scan_all(rs: Ruleset, text: str, direction: str) -> list[Hit]:
         sub_scan, sub_spans, sub_base = _scan_text(rs, decoded, direction, depth, (start, end), kind + ":")
         for hit in _hits_for(sub_scan, sub_spans, decoded, sub_base, direction):
             view = hit.view if hit.view.startswith(kind) else f"{kind}:{hit.view}"
-            hits.append(Hit(hit.rule_id, hit.reason_code, hit.severity, hit.action, start, end, view, "", direction))
+            hits.append(_Pending(hit.rule_id, hit.reason_code, hit.severity, hit.action, view, (start, end)))
         if depth < nz.MAX_DECODE_DEPTH:
             queue.extend((f"{kind}:{k}", d, start, end, depth + 1) for k, d, _s, _e in nz.payloads(decoded))
     return _finish(rs, hits, text, base, direction, spans)
@@ -403,19 +512,19 @@ def _scan_all(rs: Ruleset, text: str, direction: str) -> list[Hit]:
 _OBFUSCATION_ACTION = {"refuse": "review", "review": "review", "log": "log"}
 
 
-def _finish(rs: Ruleset, hits: list[Hit], text: str, base: str, direction: str, spans: _SpanMap) -> list[Hit]:
+def _finish(rs: Ruleset, hits: list[_Pending], text: str, base: str, direction: str, spans: _SpanMap) -> list[Hit]:
     # One hit per rule: the base view wins; a rule seen only in other views is an evasion.
-    by_rule: dict[str, Hit] = {}
+    by_rule: dict[str, _Pending] = {}
     for hit in hits:
         known = by_rule.get(hit.rule_id)
         if known is None or (hit.view == "base" and known.view != "base"):
             by_rule[hit.rule_id] = hit
-    out: list[Hit] = []
-    obfuscated: list[Hit] = []
+    out: list[_Pending] = []
+    obfuscated: list[_Pending] = []
     for hit in by_rule.values():
         if hit.view != "base" and hit.reason_code != "OBFUSCATION":
-            raised = Hit(hit.rule_id, hit.reason_code, _raise(hit.severity), hit.action, hit.start, hit.end,
-                         hit.view, "", direction)  # fmt: skip
+            raised = _Pending(hit.rule_id, hit.reason_code, _raise(hit.severity), hit.action, hit.view, hit._span,
+                              hit._locate)  # fmt: skip
             out.append(raised)
             obfuscated.append(raised)
         else:
@@ -423,8 +532,8 @@ def _finish(rs: Ruleset, hits: list[Hit], text: str, base: str, direction: str, 
     if obfuscated:
         strongest = max(obfuscated, key=lambda h: (ACTION_RANK[h.action], SEVERITY_RANK[h.severity]))
         action = _OBFUSCATION_ACTION[strongest.action]
-        out.append(Hit("obfuscation.evasive_match", "OBFUSCATION", strongest.severity, action, strongest.start,
-                       strongest.end, strongest.view, "", direction))  # fmt: skip
+        out.append(_Pending("obfuscation.evasive_match", "OBFUSCATION", strongest.severity, action, strongest.view,
+                            strongest.span))  # fmt: skip
     for signal in nz.signals(text, base):
         if signal.name in ("leetspeak", "letter_spacing"):
             start = spans.base_to_original(signal.start)
@@ -433,11 +542,10 @@ def _finish(rs: Ruleset, hits: list[Hit], text: str, base: str, direction: str, 
             start, end = signal.start, signal.end
         action = "review" if signal.strength >= 2 else "log"
         severity = "medium" if signal.strength >= 2 else "low"
-        out.append(Hit(f"obfuscation.{signal.name}", "OBFUSCATION", severity, action, start, end, "signal", "",
-                       direction))  # fmt: skip
+        out.append(_Pending(f"obfuscation.{signal.name}", "OBFUSCATION", severity, action, "signal", (start, end)))
     # Weighted signal rules: several weak signs of one kind add up to a review.
     scores: dict[str, int] = {}
-    weighted: dict[str, list[Hit]] = {}
+    weighted: dict[str, list[_Pending]] = {}
     for hit in out:
         weight = rs.weights.get(hit.rule_id, 0)
         if weight:
@@ -448,14 +556,16 @@ def _finish(rs: Ruleset, hits: list[Hit], text: str, base: str, direction: str, 
             group = weighted[code]
             severity = max((h.severity for h in group), key=SEVERITY_RANK.__getitem__)
             severity = _raise(severity) if score >= 2 * SCORE_THRESHOLD else severity
-            out.append(Hit(f"score.{code.lower()}", code, severity, "review", min(h.start for h in group),
-                           max(h.end for h in group), "score", "", direction))  # fmt: skip
+            span = (min(h.span[0] for h in group), max(h.span[1] for h in group))
+            out.append(_Pending(f"score.{code.lower()}", code, severity, "review", "score", span))
     # A weighted log rule is a signal: it shows in the verdict only when its code's score escalated, so
-    # everyday words ("write", "game") do not turn most prompts into "log" verdicts.
+    # everyday words ("write", "game") do not turn most prompts into "log" verdicts. Spans are computed
+    # only now, for the hits that stay.
     out = [h for h in out if not (h.action == "log" and rs.weights.get(h.rule_id) and scores[h.reason_code] <
                                   SCORE_THRESHOLD)]  # fmt: skip
-    out.sort(key=lambda h: (h.start, h.rule_id))
-    return out
+    out.sort(key=lambda h: (h.span[0], h.rule_id))
+    return [Hit(h.rule_id, h.reason_code, h.severity, h.action, h.span[0], h.span[1], h.view, "", direction)
+            for h in out]  # fmt: skip
 
 
 ERROR_RULE_ID = "engine.error"

@@ -45,6 +45,7 @@ LEET_L = str.maketrans({**{chr(k): v for k, v in LEET.items()}, "1": "l"})
 LEET_TOKEN_RE = re.compile(r"(?<![\w@$!|+])[\w@$!|+]*(?:[0-9@$!|+][a-z]|[a-z][0-9@$!|+])[\w@$!|+]*")
 LEET_HINT_RE = re.compile(r"[0-9@$!|+](?:(?<=[a-z].)|(?=[a-z]))")  # one leading class: the fast scan path
 LEET_STRONG_RE = re.compile(r"[0-9@$!|+][a-z]")  # a digit or symbol before a letter: "h4ck", not "utf8"
+_LEET_RUN_RE = re.compile(r"[\w@$!|+]*")  # the characters of one LEET_TOKEN_RE token
 ROT13 = str.maketrans(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZabcdefghijklm"
 )
@@ -53,9 +54,51 @@ ROT13 = str.maketrans(
 _ROT13_WORDS = ("rot13", "rot 13", "rot-13", "caesar", "cipher", "decod", "decrypt", "encod", "encrypt", "shift")
 
 
+# the same words grouped under a shared stem, so a plain text costs six substring searches, not ten
+_ROT13_STEMS = (("rot", ("rot13", "rot 13", "rot-13")), ("caesar", ()), ("cipher", ()), ("cod", ("decod", "encod")),
+                ("crypt", ("decrypt", "encrypt")), ("shift", ()))  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def leet_runs(text: str) -> tuple[tuple[int, int], ...]:
+    """The (start, end) of every LEET_TOKEN_RE match of ``text``, found from the few LEET_HINT_RE positions.
+
+    A LEET_TOKEN_RE match is a maximal run of ``[\\w@$!|+]`` holding a digit/symbol next to a letter, which
+    is exactly a run holding a LEET_HINT_RE match; growing each hint to its run costs a few C calls per
+    leet word, where the token regex backtracks through every word of the text.
+    """
+    runs: list[tuple[int, int]] = []
+    hint = LEET_HINT_RE.search(text)
+    if hint is None:
+        return ()
+    reverse = text[::-1]
+    size = len(text)
+    while hint is not None:
+        at = hint.start()
+        start = at - (_LEET_RUN_RE.match(reverse, size - at).end() - (size - at))
+        end = _LEET_RUN_RE.match(text, at).end()
+        runs.append((start, end))
+        hint = LEET_HINT_RE.search(text, end)
+    return tuple(runs)
+
+
+def _translate_runs(text: str, runs: tuple[tuple[int, int], ...], table: dict) -> str:
+    pieces: list[str] = []
+    position = 0
+    for start, end in runs:
+        pieces.append(text[position:start])
+        pieces.append(text[start:end].translate(table))
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
 def wants_rot13(base: str) -> bool:
     letters = len(base)
-    return any(word in base for word in _ROT13_WORDS) or (letters >= 16 and base.count("e") < 0.04 * letters)
+    for stem, words in _ROT13_STEMS:
+        if stem in base and (not words or any(word in base for word in words)):
+            return True
+    return letters >= 16 and base.count("e") < 0.04 * letters
 
 
 SEPARATORS_RE = re.compile(r"[\W_]+")
@@ -74,6 +117,62 @@ HEX_RE = re.compile(
     r"(?![0-9A-Za-z])"
 )
 PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _class_table(*groups: tuple[str, str]) -> bytes:
+    """A bytes.translate table: each (chars, class letter) group maps its ASCII chars, every other byte to " "."""
+    table = bytearray(b" " * 256)
+    for chars, letter in groups:
+        for char in chars:
+            table[ord(char)] = ord(letter)
+    return bytes(table)
+
+
+def classes(text: str, table: bytes) -> bytes:
+    """``text`` as one class byte per UTF-8 byte: a C-speed pre-test before a regex that scans every position.
+
+    Non-ASCII characters encode to bytes >= 0x80, which every table maps to " ", so a class pattern found in
+    the result is a necessary condition for the regex it stands for, on any text.
+    """
+    return text.encode("utf-8", "surrogatepass").translate(table)
+
+
+_LOWER, _UPPER, _DIGITS = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789"
+_ALNUM_BITS = _class_table((_LOWER + _DIGITS, "\x01")).replace(b" ", b"\x00")  # SQUASH_HINT_RE's [a-z0-9]
+_BASE64_CLASS = _class_table((_LOWER + _UPPER + _DIGITS + "+/_-", "b"))  # BASE64_RE's run characters
+_HEX_CLASS = _class_table((_DIGITS, "d"), ("abcdefABCDEF", "h"))
+_CASE_CLASS = _class_table((_LOWER, "a"), (_UPPER, "A"))  # _CASE_FLIP_RE's [a-z][A-Z]
+_BASE64_RUN = b"b" * 16
+
+
+def _hex_pairs(cls: bytes) -> bool:
+    """HEX_HINT_RE starts with an ASCII digit then a hex digit (on ASCII text; its \\d also takes other digits)."""
+    return b"dd" in cls or b"dh" in cls
+
+
+def _single_pair(base: str) -> bool:
+    """SQUASH_HINT_RE on an ASCII text, in C: two single-character tokens at most three separators apart.
+
+    One byte per character, 1 for ``[a-z0-9]`` else 0, read as one big integer: a byte is a single-character
+    token when it is 1 and both neighbours are 0; two of them 2-4 bytes apart have only separators between
+    them (the bytes next to each are 0, and a 1 in the middle of a 4-byte gap would itself be a single that
+    pairs with both at distance 2).
+    """
+    bits = int.from_bytes(classes(base, _ALNUM_BITS), "big")
+    single = bits & ~(bits << 8) & ~(bits >> 8)
+    return bool(single & ((single >> 16) | (single >> 24) | (single >> 32)))
+
+
+def _has_triple(text: str) -> bool:
+    """Whether some character occurs three times in a row (a necessary condition for REPEAT_RE), in C:
+    XOR the text with itself shifted by one; equal neighbours give zero bytes, a triple two in a row."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) < 3:
+        return False
+    diff = int.from_bytes(raw[1:], "big") ^ int.from_bytes(raw[:-1], "big")
+    return b"\0\0" in diff.to_bytes(len(raw) - 1, "big")
+
+
 ENTITY_RE = re.compile(r"&#?[0-9A-Za-z]{2,8};")
 
 
@@ -129,7 +228,7 @@ def sanitize(text: str) -> str:
     if len(text) > MAX_SCAN_CHARS:
         half = MAX_SCAN_CHARS // 2
         text = text[:half] + "\n" + text[-half:]
-    if SURROGATE_RE.search(text):
+    if not text.isascii() and SURROGATE_RE.search(text):
         text = SURROGATE_RE.sub("\ufffd", text)
     return text
 
@@ -164,7 +263,7 @@ def normalize_term(term: str) -> str:
     return SEPARATORS_RE.sub(" ", base_view(term)).strip()
 
 
-_ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+ASCII_SEPARATORS = _ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 
 
 def word_view(base: str) -> str:
@@ -258,11 +357,13 @@ def _decode_hex(run: str) -> str:
 def payloads(text: str) -> list[tuple[str, str, int, int]]:
     """Decoded hidden channels of ``text``: (kind, decoded text, start, end) with bounded count and size."""
     found: list[tuple[str, str, int, int]] = []
-    for match in TAG_RE.finditer(text):
+    ascii_text = text.isascii()
+    for match in () if ascii_text else TAG_RE.finditer(text):
         if match.end() - match.start() >= 3:
             decoded = "".join(chr(ord(c) - 0xE0000) for c in match.group())
             found.append(("tags", decoded, match.start(), match.end()))
-    for match in BASE64_RE.finditer(text):
+    # one C pass finds whether a 16-character run exists at all before the regex tries every position
+    for match in BASE64_RE.finditer(text) if _BASE64_RUN in classes(text, _BASE64_CLASS) else ():
         run = match.group()
         if not (any(c.isdigit() or c in "+/=" for c in run) or (run != run.lower() and run != run.upper())):
             continue
@@ -271,7 +372,8 @@ def payloads(text: str) -> list[tuple[str, str, int, int]]:
             found.append(("base64", decoded, match.start(), match.end()))
         if len(found) >= MAX_PAYLOADS:
             return found
-    for match in HEX_RE.finditer(text) if HEX_HINT_RE.search(text) else ():
+    hex_hint = (not ascii_text or _hex_pairs(classes(text, _HEX_CLASS))) and HEX_HINT_RE.search(text)
+    for match in HEX_RE.finditer(text) if hex_hint else ():
         decoded = _decode_hex(match.group()[:MAX_PAYLOAD_CHARS])
         if decoded:
             found.append(("hex", decoded, match.start(), match.end()))
@@ -297,19 +399,20 @@ def views(text: str, base: str) -> list[View]:
         if confusable != base:
             out.append(View("confusable", word_view(confusable), base=confusable))
     leet_source = out[-1].base
-    if LEET_HINT_RE.search(leet_source):
-        leet = LEET_TOKEN_RE.sub(lambda m: m.group().translate(LEET), leet_source)
+    runs = leet_runs(leet_source)
+    if runs:
+        leet = _translate_runs(leet_source, runs, LEET)
         if leet != leet_source:
             out.append(View("leet", word_view(leet), base=leet))
             # "1" and "|" stand for "l" as often as for "i": a second reading
-            leet_l = LEET_TOKEN_RE.sub(lambda m: m.group().translate(LEET_L), leet_source)
+            leet_l = _translate_runs(leet_source, runs, LEET_L)
             if leet_l != leet:
                 out.append(View("leet", word_view(leet_l), base=leet_l))
     if squash_runs(base):
         # "l a u n d e r money" -> "launder money": spaced-out words become words again
         squashed = SQUASH_RE.sub(lambda m: " " + SEPARATORS_RE.sub("", m.group()) + " ", base)
         out.append(View("squash", word_view(squashed), base=squashed))
-    if REPEAT_HINT_RE.search(base) and REPEAT_RE.search(base):
+    if (_has_triple(base) if base.isascii() else REPEAT_HINT_RE.search(base)) and REPEAT_RE.search(base):
         out.append(View("repeat", word_view(REPEAT_RE.sub(r"\1", base)), base=REPEAT_RE.sub(r"\1", base)))
         out.append(View("repeat2", word_view(REPEAT_RE.sub(r"\1\1", base)), base=REPEAT_RE.sub(r"\1\1", base)))
     if wants_rot13(base):
@@ -325,7 +428,7 @@ def squash_runs(base: str) -> tuple[tuple[str, int, int], ...]:
     looks for terms anywhere inside it.
     """
     runs: list[tuple[str, int, int]] = []
-    if base.isascii() and not SQUASH_HINT_RE.search(" " + base + " "):
+    if base.isascii() and not _single_pair(base):  # SQUASH_HINT_RE, as byte arithmetic
         return ()
     for match in SQUASH_RE.finditer(base):
         before = base.rfind(" ", 0, max(0, match.start() - 1))
@@ -353,10 +456,15 @@ _CASE_FLIP_RE = re.compile(r"[a-z][A-Z]")
 _WORD3_RE = re.compile(r"\b[A-Za-z]{3,}\b")
 
 
+def _leet_word(word: str) -> bool:
+    """A leetspeak word: a digit/symbol before a letter, all letters once folded, at least two real letters."""
+    return bool(LEET_STRONG_RE.search(word)) and word.translate(LEET).isalpha() and sum(c.isalpha() for c in word) >= 2
+
+
 def signals(text: str, base: str) -> list[Signal]:
     """Traits that only an evasion attempt leaves: smuggled tags, split words, mixed scripts, odd case, leet."""
     found: list[Signal] = []
-    tags = TAG_RE.search(text)
+    tags = None if text.isascii() else TAG_RE.search(text)
     if tags:
         found.append(Signal("tag_smuggling", tags.start(), tags.end(), 3))
     if not text.isascii():
@@ -367,7 +475,7 @@ def signals(text: str, base: str) -> list[Signal]:
         mixed = list(_MIXED_SCRIPT_RE.finditer(text)) if _GREEK_CYRILLIC_RE.search(text) else []
         if mixed:
             found.append(Signal("mixed_script", mixed[0].start(), mixed[0].end(), 2 if len(mixed) >= 2 else 1))
-    if _CASE_FLIP_RE.search(text):
+    if b"aA" in classes(text, _CASE_CLASS) and _CASE_FLIP_RE.search(text):
         # rAnSoM-case: many words whose case flips inside them, not the odd camelCase name
         words = _WORD3_RE.findall(text)
         odd = [w for w in words if not (w.islower() or w.isupper() or w.istitle())]
@@ -375,14 +483,9 @@ def signals(text: str, base: str) -> list[Signal]:
             start = text.find(odd[0])
             strength = 2 if len(odd) / len(words) >= 0.4 else 1
             found.append(Signal("odd_case", start, start + len(odd[0]), strength))
-    leet = [
-        m
-        for m in (LEET_TOKEN_RE.finditer(base) if LEET_HINT_RE.search(base) else ())
-        if LEET_STRONG_RE.search(m.group()) and m.group().translate(LEET).isalpha()
-    ]
-    leet = [m for m in leet if sum(c.isalpha() for c in m.group()) >= 2]
+    leet = [(start, end) for start, end in leet_runs(base) if _leet_word(base[start:end])]
     if len(leet) >= 2:
-        found.append(Signal("leetspeak", leet[0].start(), leet[0].end(), 2 if len(leet) >= 3 else 1))
+        found.append(Signal("leetspeak", leet[0][0], leet[0][1], 2 if len(leet) >= 3 else 1))
     runs = [r for r in squash_runs(base) if len(r[0]) >= 5]
     if runs:
         found.append(Signal("letter_spacing", runs[0][1], runs[0][2], 2 if len(runs) >= 2 else 1))

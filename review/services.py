@@ -22,9 +22,14 @@ from review.models import (
 )
 from safety_admin import metrics
 from safety_admin.accounts.models import TIER_MAX_SEVERITY, Tier, tier_allows_severity
+from safety_admin.db import Row, insert_together
 from safety_admin.detectors import REASON_CODES
 from safety_admin.inference.models import InferenceRequest, RequestStatus
-from safety_admin.notifications.services import notification_escalation_created, notification_escalation_decided
+from safety_admin.notifications.services import (
+    notification_escalation_decided,
+    notification_outbox_new,
+    notification_outbox_written,
+)
 
 NOTE_REQUIRED = "A note is required to block, and to approve a high or critical escalation."
 BAD_DECISION = "Decision must be approve or block."
@@ -88,10 +93,13 @@ def escalation_create(*, request: InferenceRequest, direction: str, severity: st
         due_at=now + timedelta(minutes=settings.REVIEW_SLA_MINUTES[severity]),
         queue_key=queue_key_for(severity_rank=SEVERITY_ORDER[severity], created_at=now),
     )
-    escalation.full_clean()
-    escalation.save()
+    # ``request`` was saved by the caller in this transaction: no query to check that it exists.
+    escalation.full_clean(exclude=["request"], validate_unique=False)
+    outbox = notification_outbox_new(escalation=escalation)
+    # The escalation and its outbox rows in one statement: notifications cost the request path no round trip.
+    insert_together([Row(escalation), *(Row(row, refs={"escalation": 0}) for row in outbox)])
+    notification_outbox_written(outbox)
     metrics.ESCALATIONS.labels(severity=severity).inc()
-    notification_escalation_created(escalation=escalation)
     return escalation
 
 

@@ -1,14 +1,15 @@
 """The project's RQ worker: SimpleWorker (no fork per job) that also runs the periodic sweeps.
 
 Use: ``python manage.py rqworker inference notifications --worker-class safety_admin.inference.worker.SafetyWorker``.
-Every ``INFERENCE_SWEEP_SECONDS`` the worker re-enqueues requests (and, once the notifications app adds
-its sweep, notifications) whose jobs vanished. Running it in every worker is safe: the sweeps are idempotent.
+A worker that serves the ``notifications`` queue also listens for new outbox rows (PostgreSQL NOTIFY) and
+enqueues their delivery jobs. Every ``INFERENCE_SWEEP_SECONDS`` the worker re-enqueues requests and
+notifications whose jobs vanished. Running it in every worker is safe: the sweeps are idempotent.
 """
 
 import logging
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from rq.worker import SimpleWorker
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,21 @@ class SafetyWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.maintenance_interval = settings.INFERENCE_SWEEP_SECONDS
+        self.outbox_listener = None
+
+    def work(self, *args, **kwargs):
+        # New notification rows arrive by PostgreSQL NOTIFY (see notifications/listener.py); on SQLite the
+        # web process hands them over itself.
+        if connection.vendor == "postgresql" and "notifications" in self.queue_names():
+            from safety_admin.notifications.listener import OutboxListener
+
+            self.outbox_listener = OutboxListener()
+            self.outbox_listener.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            if self.outbox_listener is not None:
+                self.outbox_listener.stop()
 
     @property
     def dequeue_timeout(self) -> int:

@@ -1,6 +1,7 @@
 """The notification outbox: one row per (escalation, channel, event), and a log of delivery attempts."""
 
 from django.db import models
+from django.db.models import Q
 
 
 class Channel(models.TextChoices):
@@ -28,11 +29,17 @@ class Notification(models.Model):
     overtakes its trigger and a Slack update always knows the ``ts`` of the message it edits.
     """
 
-    escalation = models.ForeignKey("review.Escalation", on_delete=models.CASCADE, related_name="notifications")
+    # No index of its own: notification_once_per_event starts with escalation_id (one index less per insert).
+    escalation = models.ForeignKey(
+        "review.Escalation", on_delete=models.CASCADE, related_name="notifications", db_index=False
+    )
     channel = models.CharField(max_length=16, choices=Channel.choices)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
-    depends_on = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="dependents")
+    # Indexed only where set (see Meta): most rows have no predecessor.
+    depends_on = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="dependents", db_index=False
+    )
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -47,7 +54,10 @@ class Notification(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["escalation", "channel", "kind"], name="notification_once_per_event"),
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+            models.Index(fields=["depends_on"], name="notification_dependents", condition=Q(depends_on__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} {self.kind} #{self.escalation_id} ({self.status})"

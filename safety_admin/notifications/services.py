@@ -13,7 +13,7 @@ from datetime import timedelta
 import django_rq
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -22,6 +22,7 @@ from rq.job import Job, JobStatus
 
 from audits.services import audit_event_record
 from review.models import SEVERITY_ORDER, Escalation
+from safety_admin.db import Row, insert_together
 from safety_admin.notifications import dispatch, messages, pagerduty, slack
 from safety_admin.notifications.errors import DeliveryError
 from safety_admin.notifications.models import (
@@ -84,8 +85,12 @@ def notification_enqueue(rows: list[tuple[int, int]], *, delay: float = 0.0, con
 
 
 def _dispatch_on_commit(rows: list[tuple[int, int]]) -> None:
-    """After commit, hand the jobs to the background dispatcher (the request path never waits on Redis)."""
-    if rows:
+    """After commit, get the new rows' first jobs queued without the request path waiting on Redis.
+
+    PostgreSQL: nothing to do here. The outbox trigger's NOTIFY reaches a worker's OutboxListener at commit
+    (migration 0003, ``listener.py``). SQLite (``make run``): hand them to this process's dispatcher thread.
+    """
+    if rows and transaction.get_connection().vendor != "postgresql":
         transaction.on_commit(lambda: dispatch.submit(rows), robust=True)
 
 
@@ -117,42 +122,24 @@ def _wanted_channels(severity: str) -> list[str]:
     return channels
 
 
-def _insert(rows: list[Notification]) -> None:
-    """One multi-row INSERT … RETURNING for the outbox rows (on the request path, so kept cheap).
+def notification_outbox_new(*, escalation) -> list[Notification]:
+    """The outbox rows a new escalation needs (one per configured channel whose minimum severity is met).
 
-    Not bulk_create(): on PostgreSQL, Django 5.2 sends several rows as UNNEST over typed arrays, whose
-    client-side array dumping costs more CPU than the whole insert is worth for two rows.
-    """
-    for row in rows:
-        # In-memory checks only: the escalation was just saved in this transaction.
-        row.full_clean(exclude=["escalation", "depends_on"], validate_unique=False, validate_constraints=False)
-    qn = connection.ops.quote_name
-    meta = Notification._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
-    values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
-    sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES {values} "
-           f"RETURNING {qn(meta.pk.column)}")  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
-            row.pk = pk
-            row._state.adding = False
-
-
-@transaction.atomic(savepoint=False)
-def notification_escalation_created(*, escalation) -> None:
-    """Queue notifications about a new escalation.
-
-    Side effects: one outbox row per configured channel whose minimum severity is met (same transaction
-    as the escalation); delivery jobs enqueued on commit.
+    Unsaved: the caller inserts them in the statement that inserts the escalation
+    (``safety_admin.db.insert_together``), then calls ``notification_outbox_written``. One statement for both
+    keeps notifications off the request path's clock (issue 8: creation with them on at most 1.1 times off).
     """
     channels = _wanted_channels(escalation.severity)
-    if not channels:
-        return
     now = timezone.now()
     rows = [Notification(escalation=escalation, channel=c, kind=Kind.CREATED, next_attempt_at=now) for c in channels]
-    _insert(rows)
+    for row in rows:
+        # In-memory checks only: the escalation is inserted in the same statement.
+        row.full_clean(exclude=["escalation", "depends_on"], validate_unique=False, validate_constraints=False)
+    return rows
+
+
+def notification_outbox_written(rows: list[Notification]) -> None:
+    """Hand the new rows' delivery jobs to the dispatcher once the transaction commits."""
     _dispatch_on_commit([(row.pk, 1) for row in rows])
 
 
@@ -171,7 +158,9 @@ def notification_escalation_decided(*, escalation) -> None:
     now = timezone.now()
     rows = [Notification(escalation=escalation, channel=first.channel, kind=Kind.DECIDED, depends_on=first,
                          next_attempt_at=now) for first in created]  # fmt: skip
-    _insert(rows)
+    for row in rows:
+        row.full_clean(exclude=["escalation", "depends_on"], validate_unique=False, validate_constraints=False)
+    insert_together([Row(row) for row in rows])
     _dispatch_on_commit([(row.pk, 1) for row in rows])
 
 

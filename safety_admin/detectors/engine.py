@@ -25,10 +25,11 @@ PROXIMITY_MAX_POSITIONS = 64
 PART_WORD = -1
 _SPACE_RE = re.compile(" ")
 _PLUS_ONE = (1).__add__
-# Automaton values are (key length, refs for prompts, refs for outputs): a check reads the refs of its own
+_WORDLIKE = re.compile("[a-z0-9]+").fullmatch
+# Automaton values hold the refs of each direction apart (see _build): a check reads the refs of its own
 # direction, so rules of the other direction cost nothing. Other direction strings read the prompt refs and
 # filter them with Rule.applies_to (only "both" rules apply to them, and those are in both tuples).
-_SLOT = {"prompt": 1, "output": 2}
+_SLOT = {"prompt": 1, "output": 3}
 
 Classifier = Callable[[str, str], Iterable[Hit]]
 
@@ -49,6 +50,7 @@ class Ruleset:
     # derived at compile time: {direction: regexes that apply}, {proximity rule index: number of parts}
     regexes_for: dict = field(default_factory=dict, compare=False, hash=False)
     proximity_parts: dict = field(default_factory=dict, compare=False, hash=False)
+    proximity_full: dict = field(default_factory=dict, compare=False, hash=False)  # index -> all parts' bits
 
 
 def _split_alternatives(pattern: str) -> list[str]:
@@ -75,6 +77,7 @@ def compile_ruleset(
     squash_keys: dict[str, list[tuple[int, int]]] = {}
     regexes = []
     proximity = []
+    literals = set(nz.ROT13_LITERALS)
 
     def add(key: str, ref: tuple[int, int], term_norm: str) -> None:
         keys.setdefault(key, []).append(ref)
@@ -88,9 +91,14 @@ def compile_ruleset(
                 compiled = re.compile(rule.pattern, re.IGNORECASE)
             except (re.error, TypeError, ValueError, OverflowError, RecursionError):
                 continue
-            # alternatives separated by "|", each may need several literals joined by "&"
-            prefilter = tuple(tuple(nz.base_view(t).split("&")) for t in _split_alternatives(rule.prefilter))
+            # alternatives separated by "|", each may need several literals joined by "&"; a literal of
+            # letters and digits is looked up in the automaton's pass over the base view, others with `in`
+            prefilter = tuple(
+                tuple((literal, bool(_WORDLIKE(literal))) for literal in nz.base_view(t).split("&"))
+                for t in _split_alternatives(rule.prefilter)
+            )
             regexes.append((index, compiled, prefilter))
+            literals.update(literal for alternative in prefilter for literal, wordlike in alternative if wordlike)
         elif rule.match_type == "proximity":
             parts = [_split_alternatives(part) for part in rule.pattern.split("~")]
             parts = [p for p in parts if p]
@@ -110,7 +118,7 @@ def compile_ruleset(
     return Ruleset(
         version=version,
         rules=rules,
-        automaton=_build(keys, rules),
+        automaton=_build(keys, rules, literals),
         squash_automaton=_build(squash_keys, rules),
         regexes=tuple(regexes),
         proximity=tuple(proximity),
@@ -121,19 +129,28 @@ def compile_ruleset(
             direction: tuple(entry for entry in regexes if rules[entry[0]].applies_to(direction)) for direction in _SLOT
         },
         proximity_parts=dict(proximity),
+        proximity_full={index: (1 << parts) - 1 for index, parts in proximity},
     )
 
 
-def _build(keys: dict[str, list[tuple[int, int]]], rules: tuple[Rule, ...]):
-    """An automaton whose value per key is (key length, prompt refs, output refs); refs are (rule index, part)."""
+def _build(keys: dict[str, list[tuple[int, int]]], rules: tuple[Rule, ...], literals: Iterable[str] = ()):
+    """An automaton whose value per key is (key length, prompt word refs, prompt part refs, output word refs,
+    output part refs, literal): word refs are rule indexes, part refs (rule index, 1 << proximity part), each
+    in rule order; ``literal`` is the key itself when it is one of ``literals`` (prefilter and rot13 words
+    looked up in the same pass, keyed without padding so they match inside words like ``in`` does), else
+    None."""
     automaton = ahocorasick.Automaton()
-    prompt = [rule.applies_to("prompt") for rule in rules]
-    output = [rule.applies_to("output") for rule in rules]
+    directions = ([rule.applies_to("prompt") for rule in rules], [rule.applies_to("output") for rule in rules])
+    literals = set(literals)
     for key, refs in keys.items():
-        refs = tuple(refs)
-        for_prompt = refs if all(prompt[ref[0]] for ref in refs) else tuple(r for r in refs if prompt[r[0]])
-        for_output = tuple(r for r in refs if output[r[0]]) if any(output[ref[0]] for ref in refs) else ()
-        automaton.add_word(key, (len(key), for_prompt, for_output))
+        value: list = [len(key)]
+        for applies in directions:
+            value.append(tuple(index for index, part in refs if part == PART_WORD and applies[index]))
+            value.append(tuple((index, 1 << part) for index, part in refs if part != PART_WORD and applies[index]))
+        value.append(key if key in literals else None)
+        automaton.add_word(key, tuple(value))
+    for literal in literals.difference(keys):
+        automaton.add_word(literal, (len(literal), (), (), (), (), literal))
     if len(automaton):
         automaton.make_automaton()
         return automaton
@@ -153,14 +170,14 @@ def default_ruleset() -> Ruleset:
 
 
 class _Found:
-    """Where one rule matched: first span per view, and token positions per proximity part."""
+    """Where one rule matched: the first span per view label. ``key`` orders the hits as the rules were first
+    touched (the text position of the first matching key, then rule order)."""
 
-    __slots__ = ("parts", "prox", "views")
+    __slots__ = ("key", "views")
 
-    def __init__(self) -> None:
+    def __init__(self, key: tuple[int, int]) -> None:
+        self.key = key
         self.views: dict[str, tuple] = {}  # label -> (start, end, view, origin) of the first match there
-        self.parts: dict[str, dict[int, list[tuple]]] = {}  # label -> proximity part -> positions or markers
-        self.prox: dict[str, tuple] = {}  # label -> (start, end, view, origin) of the first part matched there
 
 
 def _space_positions(text: str) -> list[int]:
@@ -170,20 +187,35 @@ def _space_positions(text: str) -> list[int]:
     return list(accumulate(map(_PLUS_ONE, map(len, pieces)), initial=-1))[1:]
 
 
+_REGEX_TICK = 1 << 62  # regex hits are collected after every automaton match
+
+
 class _Scan:
-    """One check of one text: collects matches over every view, then turns them into hits."""
+    """One check of one text: collects matches over every view, then turns them into hits.
+
+    Word and substring refs become hits at once. Proximity parts cost one bit per (rule, view) while the
+    automaton's matches are read: only a rule whose every part matched in one view has its match positions
+    gathered (``proximity``), so the common words that proximity rules pair up stay cheap.
+    """
 
     def __init__(self, ruleset: Ruleset, direction: str):
         self.rs = ruleset
         self.direction = direction
-        self.slot = _SLOT.get(direction, 1)
+        slot = _SLOT.get(direction, 1)
+        self.word_slot, self.part_slot = slot, slot + 1
         self.filtered = direction not in _SLOT  # refs of an unknown direction are filtered rule by rule
         self.found: dict[int, _Found] = {}
         self._applies = {}
-        self.view_text: dict[str, str] = {}
+        # views where proximity parts matched: (label, view, origin, occurrences, part bits per rule, first tick)
+        self.calls: list[tuple] = []
+        self.tick = 0  # one per distinct key read, so hits keep the order of their first match
+        # squashed runs' proximity parts: rule index -> [{part bit: positions}, origin of the first, key]
+        self.squash_label = ""
+        self.squash_parts: dict[int, list] = {}
         self._spaces: dict[str, list[int]] = {}
+        self.present: set[str] | None = None  # literals (see _build) of the base view, once it was scanned
 
-    def tokens(self, label: str, items: list[tuple]) -> list[tuple[int, int, int]]:
+    def tokens(self, label: str, text: str, items: list[tuple]) -> list[tuple[int, int, int]]:
         """(token index, start, end) per match: markers from run_view are expanded, squash positions kept."""
         out: list[tuple[int, int, int]] = []
         for item in items:
@@ -192,7 +224,7 @@ class _Scan:
                 continue
             spaces = self._spaces.get(label)
             if spaces is None:  # token index = spaces before the match in the word view
-                spaces = self._spaces[label] = _space_positions(self.view_text[label])
+                spaces = self._spaces[label] = _space_positions(text)
             _marker, length, ends = item
             out.extend((bisect_right(spaces, end - length + 1), end - length + 1, end + 1) for end in ends)
         return out
@@ -203,87 +235,152 @@ class _Scan:
             ok = self._applies[index] = self.rs.rules[index].applies_to(self.direction)
         return ok
 
-    def entry(self, index: int) -> _Found:
+    def entry(self, index: int, key: tuple[int, int]) -> _Found:
         entry = self.found.get(index)
         if entry is None:
-            entry = self.found[index] = _Found()
+            entry = self.found[index] = _Found(key)
         return entry
 
     def run_view(self, view: nz.View, label: str, origin: tuple[int, int] | None) -> None:
         automaton = self.rs.automaton
         if automaton is None:
             return
-        text = view.text
         # Phase 1 (tight loop): the end offsets of each distinct key. Common words match many times, so the
         # per-rule work of phase 2 is done once per distinct key, not once per occurrence.
         occurrences: dict[tuple, list[int]] = {}
-        for end, value in automaton.iter(text):
+        for end, value in automaton.iter(view.text):
             ends = occurrences.get(value)
             if ends is None:
                 occurrences[value] = [end]
             elif len(ends) < PROXIMITY_MAX_POSITIONS:
                 ends.append(end)
-        found = self.found
-        slot = self.slot
-        filtered = self.filtered
-        marked = False
+        if view.name == "base":
+            self.present = {value[5] for value in occurrences if value[5] is not None}
+        word_slot, part_slot, filtered = self.word_slot, self.part_slot, self.filtered
+        first_tick = tick = self.tick
+        masks: dict[int, int] = {}
         for value, ends in occurrences.items():
-            refs = value[slot]
-            if not refs:
-                continue
-            length = value[0]
-            first = (ends[0] - length + 1, ends[0] + 1, view, origin)
-            # a marker (-1, key length, shared end offsets): expanded by tokens() only for rules whose
-            # every part matched, so a common word costs one append per rule here
-            marker = (-1, length, ends)
-            for index, part in refs:
+            tick += 1
+            if value[word_slot]:
+                for index in value[word_slot]:
+                    if filtered and not self.applies(index):
+                        continue
+                    entry = self.entry(index, (tick, index))
+                    if label not in entry.views:
+                        entry.views[label] = (ends[0] - value[0] + 1, ends[0] + 1, view, origin)
+            for index, bit in value[part_slot]:
                 if filtered and not self.applies(index):
                     continue
-                entry = found.get(index)
-                if entry is None:
-                    entry = found[index] = _Found()
-                if part == PART_WORD:
-                    if label not in entry.views:
-                        entry.views[label] = first
-                    continue
-                by_part = entry.parts.get(label)
-                if by_part is None:
-                    entry.parts[label] = {part: [marker]}
-                else:
-                    positions = by_part.get(part)
-                    if positions is None:
-                        by_part[part] = [marker]
-                    else:
-                        positions.append(marker)
-                if label not in entry.prox:
-                    entry.prox[label] = first
-                marked = True
-        if marked:
-            self.view_text[label] = text
+                mask = masks.get(index)
+                masks[index] = bit if mask is None else mask | bit
+        self.tick = tick
+        if masks:
+            self.calls.append((label, view, origin, occurrences, masks, first_tick))
 
     def run_squash(self, runs, label: str, base_label: str, origin_of: Callable, token_of: Callable) -> None:
         automaton = self.rs.squash_automaton
         if automaton is None:
             return
-        slot = self.slot
+        word_slot, part_slot, filtered = self.word_slot, self.part_slot, self.filtered
+        self.squash_label = base_label
         for run, start, end in runs:
             for _end, value in automaton.iter(run):
-                for index, part in value[slot]:
-                    if self.filtered and not self.applies(index):
+                self.tick += 1
+                for index in value[word_slot]:
+                    if filtered and not self.applies(index):
                         continue
-                    entry = self.entry(index)
-                    if part == PART_WORD:
-                        if label not in entry.views:
-                            entry.views[label] = (0, 0, None, origin_of(start, end))
-                    else:
-                        # a squashed run is one token at its place in the base view; its parts join the
-                        # base view's parts, so "disable the s m o k e d e t e c t o r s" still pairs up
-                        positions = entry.parts.setdefault(base_label, {}).setdefault(part, [])
-                        # both ends: the spaced letters each count as a token of the base view
-                        positions.append((token_of(start), 0, 0))
-                        positions.append((token_of(end), 0, 0))
-                        if base_label not in entry.prox:
-                            entry.prox[base_label] = (0, 0, None, origin_of(start, end))
+                    entry = self.entry(index, (self.tick, index))
+                    if label not in entry.views:
+                        entry.views[label] = (0, 0, None, origin_of(start, end))
+                for index, bit in value[part_slot]:
+                    if filtered and not self.applies(index):
+                        continue
+                    # a squashed run is one token at its place in the base view; its parts join the base
+                    # view's parts, so "disable the s m o k e d e t e c t o r s" still pairs up
+                    got = self.squash_parts.get(index)
+                    if got is None:
+                        got = self.squash_parts[index] = [{}, origin_of(start, end), (self.tick, index)]
+                    positions = got[0].setdefault(bit, [])
+                    # both ends: the spaced letters each count as a token of the base view
+                    positions.append((token_of(start), 0, 0))
+                    positions.append((token_of(end), 0, 0))
+
+    def proximity(self) -> None:
+        """Add a view hit for every proximity rule whose parts all matched within its window in one view."""
+        rs = self.rs
+        full = rs.proximity_full
+        by_label: dict[str, list[tuple]] = {}
+        for call in self.calls:
+            by_label.setdefault(call[0], []).append(call)
+        squash_label = self.squash_label
+        if self.squash_parts and squash_label not in by_label:
+            by_label[squash_label] = []
+        complete: dict[int, list[str]] = {}  # rule index -> labels where every part matched
+        for label, calls in by_label.items():
+            if len(calls) == 1:
+                masks = calls[0][4]
+            else:
+                masks = {}
+                for call in calls:
+                    for index, bits in call[4].items():
+                        masks[index] = masks.get(index, 0) | bits
+            if label == squash_label and self.squash_parts:
+                masks = dict(masks)
+                for index, (parts, _origin, _key) in self.squash_parts.items():
+                    for bit in parts:
+                        masks[index] = masks.get(index, 0) | bit
+            for index, bits in masks.items():
+                if bits == full[index]:
+                    complete.setdefault(index, []).append(label)
+        for index, labels in complete.items():
+            first_key, by_view = self._first_touches(index)
+            # a rule's views in the order it was first seen in them; a view reached only by a squashed run last
+            labels.sort(key=lambda lb: (lb not in by_view, list(by_view).index(lb) if lb in by_view else 0))
+            for label in labels:
+                calls = by_label[label]
+                parts: dict[int, list] = {}
+                for _label, _view, _origin, occurrences, masks, _tick in calls:
+                    if index not in masks:
+                        continue
+                    for value, ends in occurrences.items():
+                        for ref, bit in value[self.part_slot]:
+                            if ref == index:
+                                parts.setdefault(bit, []).append((-1, value[0], ends))
+                squashed = self.squash_parts.get(index) if label == squash_label else None
+                if squashed is not None:
+                    for bit, positions in squashed[0].items():
+                        parts.setdefault(bit, []).extend(positions)
+                # token positions are counted in the last view of this label where any part matched
+                text = calls[-1][1].text if calls else ""
+                by_part = {bit.bit_length() - 1: self.tokens(label, text, items) for bit, items in parts.items()}
+                got = _proximity_span(by_part, rs.proximity_parts[index], rs.rules[index].window)
+                if got is None:
+                    continue
+                if label in by_view:
+                    view, origin = by_view[label]
+                else:
+                    view, origin = None, squashed[1]
+                entry = self.entry(index, first_key)
+                entry.views.setdefault(label, (got[0], got[1], view, origin))
+
+    def _first_touches(self, index: int) -> tuple[tuple[int, int], dict[str, tuple]]:
+        """Where a proximity rule was first touched: its ordering key, and (view, origin) per label."""
+        key = None
+        by_view: dict[str, tuple] = {}
+        for label, view, origin, occurrences, masks, tick in self.calls:
+            if index not in masks:
+                continue
+            if label not in by_view:
+                by_view[label] = (view, origin)
+            if key is None:
+                for value in occurrences:
+                    tick += 1
+                    if any(ref == index for ref, _bit in value[self.part_slot]):
+                        key = (tick, index)
+                        break
+        if key is None:
+            key = self.squash_parts[index][2]
+        return key, by_view
 
 
 def _raise(severity: str, steps: int = 1) -> str:
@@ -409,8 +506,10 @@ def _scan_text(rs: Ruleset, text: str, direction: str, depth: int, origin: tuple
     scan = _Scan(rs, direction)
     base = nz.base_view(text)
     spans = _SpanMap(text, base)
-    for view in nz.views(text, base):
+    for view in nz.views(text, base, rot13=False):
         scan.run_view(view, prefix + view.name, origin)
+    if nz.wants_rot13(base, scan.present):  # the last view: the base view's pass told which cipher words occur
+        scan.run_view(nz.rot13_view(base), prefix + "rot13", origin)
     runs = nz.squash_runs(base)
     if runs:
 
@@ -426,11 +525,11 @@ def _scan_text(rs: Ruleset, text: str, direction: str, depth: int, origin: tuple
     return scan, spans, base
 
 
-def _prefilter_passes(prefilter: tuple[tuple[str, ...], ...], base: str) -> bool:
+def _prefilter_passes(prefilter: tuple, base: str, present: set[str] | None) -> bool:
     """Whether one alternative of a regex rule's prefilter has all its literals in the base view."""
     for literals in prefilter:
-        for literal in literals:
-            if literal not in base:
+        for literal, wordlike in literals:
+            if not (literal in present if wordlike and present is not None else literal in base):
                 break
         else:
             return True
@@ -445,28 +544,17 @@ def _hits_for(scan: _Scan, spans: _SpanMap, text: str, base: str, direction: str
     if regexes is None:
         regexes = tuple(entry for entry in rs.regexes if scan.applies(entry[0]))
     for index, compiled, prefilter in regexes:
-        if prefilter and not _prefilter_passes(prefilter, base):
+        if prefilter and not _prefilter_passes(prefilter, base, scan.present):
             continue
         if clean is None:
             clean = nz.clean_view(text[:REGEX_INPUT_CHARS])
         match = compiled.search(clean)
         if match:
-            scan.entry(index).views["base"] = (match.start(), match.end(), None, "regex")
-    proximity_parts = rs.proximity_parts
-    for index, entry in scan.found.items():
-        if not entry.parts:
-            continue
-        parts = proximity_parts[index]
-        for label, by_part in entry.parts.items():
-            if len(by_part) < parts:
-                continue
-            by_part = {part: scan.tokens(label, positions) for part, positions in by_part.items()}
-            got = _proximity_span(by_part, parts, rs.rules[index].window)
-            if got is not None:
-                start, end = got
-                _start, _end, view, origin = entry.prox[label]
-                entry.views.setdefault(label, (start, end, view, origin))
-    for index, entry in scan.found.items():
+            scan.entry(index, (_REGEX_TICK, index)).views["base"] = (match.start(), match.end(), None, "regex")
+    if scan.calls or scan.squash_parts:
+        scan.proximity()
+    entries = sorted(scan.found.items(), key=lambda item: item[1].key) if len(scan.found) > 1 else scan.found.items()
+    for index, entry in entries:
         views = entry.views
         if not views:
             continue

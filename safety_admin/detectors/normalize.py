@@ -93,8 +93,20 @@ def _translate_runs(text: str, runs: tuple[tuple[int, int], ...], table: dict) -
     return "".join(pieces)
 
 
-def wants_rot13(base: str) -> bool:
+# Words (letters and digits only) whose presence a caller can learn from its own automaton pass over the
+# base view: a word of [a-z0-9] is in the base view exactly when it is in the word view built from it.
+ROT13_LITERALS = ("rot", "caesar", "cipher", "decod", "encod", "decrypt", "encrypt", "shift")
+
+
+def wants_rot13(base: str, present: set[str] | frozenset[str] | None = None) -> bool:
+    """Whether to build the rot13 view; ``present``: which ROT13_LITERALS the base view holds, if known."""
     letters = len(base)
+    if present is not None:
+        if "rot" in present and ("rot13" in base or "rot 13" in base or "rot-13" in base):
+            return True
+        if any(word in present for word in ROT13_LITERALS[1:]):
+            return True
+        return letters >= 16 and base.count("e") < 0.04 * letters
     for stem, words in _ROT13_STEMS:
         if stem in base and (not words or any(word in base for word in words)):
             return True
@@ -147,7 +159,7 @@ _BASE64_RUN = b"b" * 16
 
 def _hex_pairs(cls: bytes) -> bool:
     """HEX_HINT_RE starts with an ASCII digit then a hex digit (on ASCII text; its \\d also takes other digits)."""
-    return b"dd" in cls or b"dh" in cls
+    return b"d" in cls and (b"dd" in cls or b"dh" in cls)  # memchr first: most prose has no digit at all
 
 
 def _single_pair(base: str) -> bool:
@@ -390,8 +402,14 @@ def payloads(text: str) -> list[tuple[str, str, int, int]]:
     return found[:MAX_PAYLOADS]
 
 
-def views(text: str, base: str) -> list[View]:
-    """Every cheap view of one (already sanitized) text, base first."""
+def rot13_view(base: str) -> View:
+    rotated = base.translate(ROT13)
+    return View("rot13", word_view(rotated), base=rotated)
+
+
+def views(text: str, base: str, rot13: bool | None = None) -> list[View]:
+    """Every cheap view of one (already sanitized) text, base first; ``rot13=False`` leaves the rot13 view
+    (always the last one) to the caller, which may know wants_rot13() more cheaply."""
     out = [View("base", word_view(base), base=base)]
     if not base.isascii() and CONFUSABLE_RE.search(text):
         # fold look-alikes before casefolding: capital Greek/Cyrillic letters have their own confusables
@@ -415,8 +433,8 @@ def views(text: str, base: str) -> list[View]:
     if (_has_triple(base) if base.isascii() else REPEAT_HINT_RE.search(base)) and REPEAT_RE.search(base):
         out.append(View("repeat", word_view(REPEAT_RE.sub(r"\1", base)), base=REPEAT_RE.sub(r"\1", base)))
         out.append(View("repeat2", word_view(REPEAT_RE.sub(r"\1\1", base)), base=REPEAT_RE.sub(r"\1\1", base)))
-    if wants_rot13(base):
-        out.append(View("rot13", word_view(base.translate(ROT13)), base=base.translate(ROT13)))
+    if rot13 if rot13 is not None else wants_rot13(base):
+        out.append(rot13_view(base))
     return out
 
 

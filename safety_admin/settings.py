@@ -162,8 +162,11 @@ else:
     if test_name:
         _db["TEST"] = {"NAME": test_name}
 # django_prometheus's wrappers of the same backends count queries, errors and connections per alias.
-if _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
-    _db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
+# PostgreSQL's wrapper is the project's own subclass of it (safety_admin/dbbackends: a cheaper health check).
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    _db["ENGINE"] = "safety_admin.dbbackends.postgresql"
+elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["ENGINE"] = "django_prometheus.db.backends.sqlite3"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and queues -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from safety_admin.inference.models import InferenceRequest
 class InferenceRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "status", "principal_pseudonym", "principal_tier", "severity", "created_at", "attempts")
     list_filter = ("status", "principal_tier", "severity")
-    search_fields = ("=id", "principal_pseudonym", "trace_id")
+    search_fields = ("=id", "=principal_pseudonym", "=trace_id")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in InferenceRequest._meta.fields if f.name != "principal_id"]
     exclude = ("principal_id",)

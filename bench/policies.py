@@ -57,12 +57,19 @@ def memory_child(n: int) -> None:
         "lists": [{"name": "bench", "builtin": False, "pack": "", "enabled": True, "entries": rows}],
         "profiles": {},
     }
+    # A process gets the snapshot decoded from the database's JSON (every value its own string object), not
+    # built from shared literals: decode it the same way so the rule objects hold what they would hold there.
+    encoded = json.dumps(snapshot)
+    del rows, snapshot
+    snapshot = json.loads(encoded)
+    del encoded
     gc.collect()
     with_rows = _rss_mb()
     started = time.perf_counter()
-    state = build_state(snapshot, version=1, label="v1", packs={})
+    # as runtime.load_state_from_db does: the decoded rows are not needed once they are rules
+    state = build_state(snapshot, version=1, label="v1", packs={}, consume=True)
     compile_s = time.perf_counter() - started
-    del rows, snapshot
+    del snapshot
     gc.collect()
     print(
         json.dumps(
@@ -234,8 +241,10 @@ def _import_and_switch(n: int, url: str) -> bool:
         switch = max(a["at"] for a in acks) - started
         print(
             f"  publish → 3 processes switched at {n:,} entries: {switch:.2f} s (publish call "
-            f"{published - started:.2f} s; each process loads + compiles itself) | target ≤ {TARGET_SWITCH_SECONDS}"
-            f" s | baseline pub/sub round trip {transport * 1000:.2f} ms | ratio {switch / transport:.0f}x"
+            f"{published - started:.2f} s, then each process loads + compiles itself: last one "
+            f"{max(a['at'] for a in acks) - published:.2f} s after the call returned) | target ≤ "
+            f"{TARGET_SWITCH_SECONDS} s | baseline pub/sub round trip {transport * 1000:.2f} ms"
+            f" | ratio {switch / transport:.0f}x"
         )
         runtime.reset()
         return ok

@@ -10,6 +10,7 @@ state and re-reads the database's active version once Redis answers again. A fre
 version from the database; with no published version it uses the shipped default packs.
 """
 
+import gc
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import redis
@@ -60,21 +62,74 @@ def default_snapshot() -> dict:
     return {"format": SNAPSHOT_FORMAT, "lists": lists, "profiles": {}}
 
 
-def snapshot_rules(snapshot: dict, packs: dict[str, list[Rule]] | None = None) -> dict[str, list[Rule]]:
-    """Rules of every *enabled* list in a snapshot, by list name."""
+# The few values entry columns can take, so 100k rules decoded from JSON share one string object per value
+# instead of holding a copy each (about 25 MB per 100k entries in every process).
+_CANONICAL = {v: v for v in (*detectors.MATCH_TYPES, *detectors.REASON_CODES, *detectors.SEVERITIES,
+                             *detectors.ACTIONS, *detectors.DIRECTIONS)}  # fmt: skip
+
+
+def _gc_reset_after_fork() -> None:
+    global _gc_lock, _gc_depth
+    if _gc_depth and _gc_was_enabled:
+        gc.enable()  # forked while a build paused the collector: the child must not inherit that
+    _gc_lock, _gc_depth = threading.Lock(), 0
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_enabled = True
+
+
+@contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while a large ruleset is built, parsed or stored.
+
+    Building 100k rules allocates a few hundred thousand long-lived containers; each allocation burst triggers
+    collections that walk every live object again, which made compiling ~40 % slower. Nothing built here forms
+    reference cycles (refcounting frees it), so pausing loses nothing. Re-entrant and thread-safe: the
+    collector is re-enabled when the last concurrent pause ends, and only if it was on before the first.
+    """
+    global _gc_depth, _gc_was_enabled
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
+
+
+def snapshot_rules(
+    snapshot: dict, packs: dict[str, list[Rule]] | None = None, *, consume: bool = False
+) -> dict[str, list[Rule]]:
+    """Rules of every *enabled* list in a snapshot, by list name.
+
+    ``consume`` removes each list's entry rows from ``snapshot`` once they are rules, so a process loading a
+    version frees the decoded rows before compiling and the compile reuses that memory (about 45 MB less
+    resident memory per 100k entries than holding both).
+    """
     packs = load_packs() if packs is None else packs
     out: dict[str, list[Rule]] = {}
+    canon = _CANONICAL.get
     for item in snapshot.get("lists", []):
         if not item.get("enabled", True):
             continue
         if item.get("builtin"):
             out[item["name"]] = list(packs.get(item.get("pack", ""), ()))
         else:
+            rows = item.pop("entries", []) if consume else item.get("entries", [])
             out[item["name"]] = [
-                Rule(rule_id=r[0], pattern=r[1], match_type=r[2], reason_code=r[3], severity=r[4], action=r[5],
-                     direction=r[6], window=r[7], note=r[8])
-                for r in item.get("entries", [])
+                Rule(rule_id=r[0], pattern=r[1], match_type=canon(r[2], r[2]), reason_code=canon(r[3], r[3]),
+                     severity=canon(r[4], r[4]), action=canon(r[5], r[5]), direction=canon(r[6], r[6]),
+                     window=r[7], note=r[8])
+                for r in rows
             ]  # fmt: skip
+            del rows
     return out
 
 
@@ -116,9 +171,17 @@ class PolicyState:
         return hit
 
 
-def build_state(snapshot: dict, *, version: int | None, label: str, packs=None) -> PolicyState:
-    """Compile every distinct profile/overlay combination of a snapshot once (shared when they select alike)."""
-    rules_by_list = snapshot_rules(snapshot, packs)
+def build_state(snapshot: dict, *, version: int | None, label: str, packs=None, consume: bool = False) -> PolicyState:
+    """Compile every distinct profile/overlay combination of a snapshot once (shared when they select alike).
+
+    ``consume``: the caller no longer needs the snapshot's entry rows; they are dropped before compiling.
+    """
+    with gc_paused():
+        return _build_state(snapshot, version=version, label=label, packs=packs, consume=consume)
+
+
+def _build_state(snapshot: dict, *, version: int | None, label: str, packs, consume: bool) -> PolicyState:
+    rules_by_list = snapshot_rules(snapshot, packs, consume=consume)
     list_names = sorted(rules_by_list)
     profiles = {name: cfg for name, cfg in snapshot.get("profiles", {}).items()}
     profiles.setdefault(DEFAULT_PROFILE, {})
@@ -150,10 +213,13 @@ def load_state_from_db() -> PolicyState:
     """The active version from the database, or the shipped packs when nothing was ever published."""
     from safety_admin.policies.models import PolicyVersion
 
-    row = PolicyVersion.objects.filter(is_active=True).values_list("number", "snapshot").first()
-    if row is None:
-        return build_state(default_snapshot(), version=None, label=BUILTIN_LABEL)
-    return build_state(row[1], version=row[0], label=f"v{row[0]}")
+    with gc_paused():  # decoding a 100k-entry snapshot is as allocation-heavy as compiling it
+        row = PolicyVersion.objects.filter(is_active=True).values_list("number", "snapshot").first()
+        if row is None:
+            return build_state(default_snapshot(), version=None, label=BUILTIN_LABEL)
+        number, snapshot = row
+        del row
+        return build_state(snapshot, version=number, label=f"v{number}", consume=True)
 
 
 # --- the process-wide reference -------------------------------------------------------------------------------
@@ -162,11 +228,15 @@ _boot_lock = threading.Lock()
 _listener: "PolicyListener | None" = None
 
 
-def install(state: PolicyState) -> None:
-    """Swap the process's policy atomically (one reference assignment); in-flight requests keep the old one."""
+def install(state: PolicyState) -> PolicyState | None:
+    """Swap the process's policy atomically (one reference assignment); in-flight requests keep the old one.
+
+    Returns the replaced state: a caller that holds it until its announcement or report is out keeps freeing
+    100k rules (~0.1 s) off that path."""
     global _state
-    _state = state
+    previous, _state = _state, state
     log.info("policy installed", extra={"event": "policies.installed", "version": state.label})
+    return previous
 
 
 def peek_state() -> PolicyState | None:
@@ -214,6 +284,7 @@ def _after_fork() -> None:
     global _listener, _boot_lock
     _listener = None
     _boot_lock = threading.Lock()
+    _gc_reset_after_fork()
     if _state is not None:
         _start_listener()
 
@@ -353,12 +424,13 @@ class PolicyListener(threading.Thread):
 
     def _sync(self, client: redis.Redis, target: int | None, *, repair: bool = False) -> None:
         state = _state
+        replaced = None  # the old state is freed after the report below, not before it
         if state is None or state.version != target:
             # Redis may be stale (a publish while it was down): the database decides what is active.
             try:
                 if _db_active_number(close=False) != getattr(state, "version", object()):
                     state = load_state_from_db()
-                    install(state)
+                    replaced = install(state)
             finally:
                 connection.close()
             repair = repair or state.version != target
@@ -378,3 +450,4 @@ class PolicyListener(threading.Thread):
             ),
             ex=max(120, int(self.poll_seconds * 6)),  # outlives a long compile
         )
+        del replaced

@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover
 
 import safety_admin.detectors as detectors
 from safety_admin.detectors import ACTIONS, DIRECTIONS, MATCH_TYPES, REASON_CODES, SEVERITIES
-from safety_admin.policies.models import MAX_PATTERN_LENGTH
+from safety_admin.policies.models import MAX_PATTERN_LENGTH, BlocklistEntry
 
 MSG_EMPTY = "empty term"
 MSG_TOO_LONG = f"term longer than {MAX_PATTERN_LENGTH} characters"
@@ -27,6 +27,9 @@ MSG_BAD_PROXIMITY = "proximity pattern must look like 'a|b ~ c|d'"
 MSG_UNKNOWN_COLUMNS = "unknown CSV columns: {columns}"
 MSG_NO_TERM_COLUMN = "CSV header must have a 'term' column"
 MSG_NOT_UTF8 = "file is not UTF-8 text"
+MSG_NUL = "contains a NUL character"
+MAX_NOTE_LENGTH = BlocklistEntry._meta.get_field("note").max_length
+MSG_NOTE_TOO_LONG = f"note longer than {MAX_NOTE_LENGTH} characters"
 
 CSV_COLUMNS = ("term", "match_type", "reason_code", "severity", "action", "direction", "note")
 VALUE_COLUMNS = ("match_type", "reason_code", "severity", "action", "direction")  # ParsedEntry's order
@@ -145,6 +148,8 @@ def validate_pattern(pattern: str, match_type: str) -> str:
         raise InvalidEntry(MSG_EMPTY)
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise InvalidEntry(MSG_TOO_LONG)
+    if "\x00" in pattern:  # PostgreSQL text cannot hold it: refuse the line instead of failing the import
+        raise InvalidEntry(MSG_NUL)
     if match_type == "regex":
         validate_regex(pattern)
     elif match_type == "proximity":
@@ -257,6 +262,9 @@ def parse_blocklist(
                 validate_columns(**dict(zip(VALUE_COLUMNS, values, strict=True)))
                 columns_ok.add(key)
             pattern = validate_pattern(row.get("term", ""), values[0])
+            note = row.get("note", defaults.get("note", ""))
+            if note and (len(note) > MAX_NOTE_LENGTH or "\x00" in note):
+                raise InvalidEntry(MSG_NOTE_TOO_LONG if len(note) > MAX_NOTE_LENGTH else MSG_NUL)
         except InvalidEntry as exc:
             report.errors.append((number, str(exc)))
             continue
@@ -268,5 +276,5 @@ def parse_blocklist(
             report.errors.append((number, MSG_DUPLICATE_IN_LIST.format(name=existing[key])))
             continue
         seen[key] = number
-        report.entries.append(ParsedEntry(number, pattern, *values, row.get("note", defaults.get("note", ""))))
+        report.entries.append(ParsedEntry(number, pattern, *values, note))
     return report

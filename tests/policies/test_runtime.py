@@ -1,5 +1,8 @@
 """The runtime: profiles and overlays, fresh-process loading, and keeping the last good policy without Redis."""
 
+import gc
+import threading
+
 import pytest
 from django.conf import settings
 
@@ -108,6 +111,42 @@ def test_profile_changes_are_validated_and_audited():
         ("policies.profile.created", "a", {"refuse_at": "high"}),
         ("policies.profile.changed", "b", {"refuse_at": "medium"}),
     ]
+
+
+def test_gc_pause_nests_across_threads_and_restores_the_collector():
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        with runtime.gc_paused():
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=other)
+    with runtime.gc_paused():
+        thread.start()
+        inside.wait(5)
+        with runtime.gc_paused():
+            assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread's pause is still running
+    release.set()
+    thread.join(5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        runtime.build_state(runtime.default_snapshot(), version=None, label="b")
+        assert not gc.isenabled()  # a collector someone else turned off stays off
+    finally:
+        gc.enable()
+
+
+def test_snapshot_rules_share_one_string_per_column_value():
+    row = ["bl.x.1", "walrus", "word", "HATE", "high", "refuse", "prompt", 8, ""]
+    copies = [["".join(v) if isinstance(v, str) else v for v in row] for _ in range(2)]  # distinct objects
+    first, second = runtime.snapshot_rules({"lists": [{"name": "x", "entries": copies}]}, packs={})["x"]
+    assert first == second
+    assert first.reason_code is second.reason_code
+    assert first.severity is second.severity
 
 
 @pytest.mark.django_db

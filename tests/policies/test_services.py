@@ -196,6 +196,35 @@ def test_load_blocklist_skip_invalid_then_publish(tmp_path):
     assert (event.data["imported"], event.data["skipped"]) == (2, 1)
 
 
+def test_import_stores_special_characters_exactly(admin_user):
+    """The import writes COPY text itself: backslashes, tabs and newlines must reach the table unchanged."""
+    data = (
+        "term,match_type,note\n"
+        '"\\bcat\\d+\\b",regex,"back\\slash\nand newline"\n'
+        '"tab\there",substring,\\N\n'
+        "naïve café,word,\n"
+    )
+    report = services.blocklist_import(
+        actor=admin_user, list_name="special", data=data, filename="x.csv", reason_code="HATE"
+    )
+    assert (report.imported, report.errors) == (3, [])
+    rows = list(
+        BlocklistEntry.objects.order_by("id").values_list(
+            "pattern", "match_type", "note", "added_by_id", "added_by_label", "window", "blocklist__name"
+        )
+    )
+    assert rows == [
+        ("\\bcat\\d+\\b", "regex", "back\\slash\nand newline", admin_user.pk, "polly", 8, "special"),
+        ("tab\there", "substring", "\\N", admin_user.pk, "polly", 8, "special"),
+        ("naïve café", "word", "", admin_user.pk, "polly", 8, "special"),
+    ]
+    entry = BlocklistEntry.objects.order_by("id").first()
+    assert entry.created_at is not None
+    assert entry.created_at == entry.updated_at
+    services.policy_publish(actor=admin_user, note="special")
+    assert check("a cat42 here", "prompt", runtime.active_ruleset()).action == "review"
+
+
 def test_publish_policy_command_needs_confirmation_for_high_impact(api_key, client):
     key = api_key()
     for text in ("hello there", "the quokka smiles", "plain question"):

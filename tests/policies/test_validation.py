@@ -9,6 +9,8 @@ from safety_admin.policies.validation import (
     MSG_EMPTY,
     MSG_NO_TERM_COLUMN,
     MSG_NOT_UTF8,
+    MSG_NOTE_TOO_LONG,
+    MSG_NUL,
     MSG_TOO_LONG,
     MSG_UNKNOWN_COLUMNS,
     InvalidEntry,
@@ -125,3 +127,10 @@ def test_csv_without_term_column_and_non_utf8_are_refused():
         (1, MSG_NO_TERM_COLUMN),
     ]
     assert parse_blocklist(b"\xff\xfe bad", filename="a.txt", defaults=DEFAULTS).errors == [(0, MSG_NOT_UTF8)]
+
+
+def test_nul_characters_and_long_notes_are_reported_not_stored():
+    data = "term,note\nok,fine\nbad\x00term,\nother," + "n" * 501 + "\nlast,nul\x00note\n"
+    report = parse_blocklist(data, filename="n.csv", defaults=DEFAULTS)
+    assert report.errors == [(3, MSG_NUL), (4, MSG_NOTE_TOO_LONG), (5, MSG_NUL)]
+    assert [(e.pattern, e.note) for e in report.entries] == [("ok", "fine")]

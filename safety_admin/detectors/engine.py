@@ -25,7 +25,18 @@ PROXIMITY_MAX_POSITIONS = 64
 PART_WORD = -1
 _SPACE_RE = re.compile(" ")
 _PLUS_ONE = (1).__add__
-_WORDLIKE = re.compile("[a-z0-9]+").fullmatch
+_WORD_RE = re.compile("[a-z0-9]+")
+
+
+def _literal_test(literal: str) -> tuple[str, tuple[str, ...], bool]:
+    """How a prefilter literal is tested: (literal, words, exact). Its words of letters and digits (3 or more
+    long; shorter ones would match everywhere) must all be among the base view's automaton literals; when
+    the literal is one such word that is the whole test (exact), else ``literal in base`` decides."""
+    if _WORD_RE.fullmatch(literal):
+        return literal, (literal,), True
+    return literal, tuple(word for word in _WORD_RE.findall(literal) if len(word) >= 3), False
+
+
 # Automaton values hold the refs of each direction apart (see _build): a check reads the refs of its own
 # direction, so rules of the other direction cost nothing. Other direction strings read the prompt refs and
 # filter them with Rule.applies_to (only "both" rules apply to them, and those are in both tuples).
@@ -91,14 +102,15 @@ def compile_ruleset(
                 compiled = re.compile(rule.pattern, re.IGNORECASE)
             except (re.error, TypeError, ValueError, OverflowError, RecursionError):
                 continue
-            # alternatives separated by "|", each may need several literals joined by "&"; a literal of
-            # letters and digits is looked up in the automaton's pass over the base view, others with `in`
+            # alternatives separated by "|", each may need several literals joined by "&"
             prefilter = tuple(
-                tuple((literal, bool(_WORDLIKE(literal))) for literal in nz.base_view(t).split("&"))
+                tuple(_literal_test(literal) for literal in nz.base_view(t).split("&"))
                 for t in _split_alternatives(rule.prefilter)
             )
             regexes.append((index, compiled, prefilter))
-            literals.update(literal for alternative in prefilter for literal, wordlike in alternative if wordlike)
+            literals.update(
+                word for alternative in prefilter for _literal, words, _exact in alternative for word in words
+            )
         elif rule.match_type == "proximity":
             parts = [_split_alternatives(part) for part in rule.pattern.split("~")]
             parts = [p for p in parts if p]
@@ -309,6 +321,7 @@ class _Scan:
         """Add a view hit for every proximity rule whose parts all matched within its window in one view."""
         rs = self.rs
         full = rs.proximity_full
+        part_slot = self.part_slot
         by_label: dict[str, list[tuple]] = {}
         for call in self.calls:
             by_label.setdefault(call[0], []).append(call)
@@ -316,6 +329,7 @@ class _Scan:
         if self.squash_parts and squash_label not in by_label:
             by_label[squash_label] = []
         complete: dict[int, list[str]] = {}  # rule index -> labels where every part matched
+        complete_in: dict[str, list[int]] = {}  # label -> those rules
         for label, calls in by_label.items():
             if len(calls) == 1:
                 masks = calls[0][4]
@@ -332,55 +346,64 @@ class _Scan:
             for index, bits in masks.items():
                 if bits == full[index]:
                     complete.setdefault(index, []).append(label)
-        for index, labels in complete.items():
-            first_key, by_view = self._first_touches(index)
-            # a rule's views in the order it was first seen in them; a view reached only by a squashed run last
-            labels.sort(key=lambda lb: (lb not in by_view, list(by_view).index(lb) if lb in by_view else 0))
-            for label in labels:
-                calls = by_label[label]
-                parts: dict[int, list] = {}
-                for _label, _view, _origin, occurrences, masks, _tick in calls:
-                    if index not in masks:
-                        continue
-                    for value, ends in occurrences.items():
-                        for ref, bit in value[self.part_slot]:
-                            if ref == index:
-                                parts.setdefault(bit, []).append((-1, value[0], ends))
+                    complete_in.setdefault(label, []).append(index)
+        if not complete:
+            return
+        # Where each complete rule was first touched (its hit's order) and its (view, origin) per label.
+        keys: dict[int, tuple[int, int]] = {}
+        firsts: dict[int, dict[str, tuple]] = {index: {} for index in complete}
+        pending = set(complete)
+        for label, view, origin, occurrences, masks, tick in self.calls:
+            for index in complete:
+                if index in masks and label not in firsts[index]:
+                    firsts[index][label] = (view, origin)
+            need = pending.intersection(masks)
+            if not need:
+                continue
+            for value in occurrences:
+                tick += 1
+                for ref, _bit in value[part_slot]:
+                    if ref in need:
+                        keys[ref] = (tick, ref)
+                        need.discard(ref)
+                if not need:
+                    break
+            pending.difference_update(keys)
+        for index in pending:
+            keys[index] = self.squash_parts[index][2]
+        # Match positions per part, gathered in one pass over each label's views for all its complete rules.
+        spans: dict[tuple[int, str], tuple[int, int]] = {}
+        for label, indexes in complete_in.items():
+            calls = by_label[label]
+            gathered: dict[int, dict[int, list]] = {index: {} for index in indexes}
+            for call in calls:
+                for value, ends in call[3].items():
+                    for ref, bit in value[part_slot]:
+                        parts = gathered.get(ref)
+                        if parts is not None:
+                            parts.setdefault(bit, []).append((-1, value[0], ends))
+            # token positions are counted in the last view of this label where any part matched
+            text = calls[-1][1].text if calls else ""
+            for index, parts in gathered.items():
                 squashed = self.squash_parts.get(index) if label == squash_label else None
                 if squashed is not None:
                     for bit, positions in squashed[0].items():
                         parts.setdefault(bit, []).extend(positions)
-                # token positions are counted in the last view of this label where any part matched
-                text = calls[-1][1].text if calls else ""
                 by_part = {bit.bit_length() - 1: self.tokens(label, text, items) for bit, items in parts.items()}
                 got = _proximity_span(by_part, rs.proximity_parts[index], rs.rules[index].window)
+                if got is not None:
+                    spans[index, label] = got
+        for index, labels in complete.items():
+            by_view = firsts[index]
+            order = list(by_view)
+            # a rule's views in the order it was first seen in them; a view reached only by a squashed run last
+            labels.sort(key=lambda lb: (lb not in by_view, order.index(lb) if lb in by_view else 0))
+            for label in labels:
+                got = spans.get((index, label))
                 if got is None:
                     continue
-                if label in by_view:
-                    view, origin = by_view[label]
-                else:
-                    view, origin = None, squashed[1]
-                entry = self.entry(index, first_key)
-                entry.views.setdefault(label, (got[0], got[1], view, origin))
-
-    def _first_touches(self, index: int) -> tuple[tuple[int, int], dict[str, tuple]]:
-        """Where a proximity rule was first touched: its ordering key, and (view, origin) per label."""
-        key = None
-        by_view: dict[str, tuple] = {}
-        for label, view, origin, occurrences, masks, tick in self.calls:
-            if index not in masks:
-                continue
-            if label not in by_view:
-                by_view[label] = (view, origin)
-            if key is None:
-                for value in occurrences:
-                    tick += 1
-                    if any(ref == index for ref, _bit in value[self.part_slot]):
-                        key = (tick, index)
-                        break
-        if key is None:
-            key = self.squash_parts[index][2]
-        return key, by_view
+                view, origin = by_view[label] if label in by_view else (None, self.squash_parts[index][1])
+                self.entry(index, keys[index]).views.setdefault(label, (got[0], got[1], view, origin))
 
 
 def _raise(severity: str, steps: int = 1) -> str:
@@ -528,8 +551,11 @@ def _scan_text(rs: Ruleset, text: str, direction: str, depth: int, origin: tuple
 def _prefilter_passes(prefilter: tuple, base: str, present: set[str] | None) -> bool:
     """Whether one alternative of a regex rule's prefilter has all its literals in the base view."""
     for literals in prefilter:
-        for literal, wordlike in literals:
-            if not (literal in present if wordlike and present is not None else literal in base):
+        for literal, words, exact in literals:
+            if present is None:
+                if literal not in base:
+                    break
+            elif (words and not present.issuperset(words)) or not (exact or literal in base):
                 break
         else:
             return True

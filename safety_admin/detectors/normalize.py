@@ -12,8 +12,10 @@ import html
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import filterfalse
 from urllib.parse import unquote
 
 MAX_SCAN_CHARS = 200_000  # longer texts are scanned at the head and the tail
@@ -150,16 +152,37 @@ def classes(text: str, table: bytes) -> bytes:
 
 
 _LOWER, _UPPER, _DIGITS = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789"
+_WORD_BITS = _class_table((_LOWER + _UPPER + _DIGITS, "\x01")).replace(b" ", b"\x00")  # SQUASH_RE's [^\W_]
 _ALNUM_BITS = _class_table((_LOWER + _DIGITS, "\x01")).replace(b" ", b"\x00")  # SQUASH_HINT_RE's [a-z0-9]
 _BASE64_CLASS = _class_table((_LOWER + _UPPER + _DIGITS + "+/_-", "b"))  # BASE64_RE's run characters
-_HEX_CLASS = _class_table((_DIGITS, "d"), ("abcdefABCDEF", "h"))
+_HEX_CLASS = _class_table((_DIGITS, "d"), ("abcdefABCDEF", "h"), (" :,", "s"), ("\\", "\\"), ("x", "x"))
+_HEX_HINT_CLASS_RE = re.compile(rb"d[dh](?:s|\\x)?d[dh](?:s|\\x)?d[dh]")  # HEX_HINT_RE in _HEX_CLASS bytes
 _CASE_CLASS = _class_table((_LOWER, "a"), (_UPPER, "A"))  # _CASE_FLIP_RE's [a-z][A-Z]
 _BASE64_RUN = b"b" * 16
 
 
-def _hex_pairs(cls: bytes) -> bool:
-    """HEX_HINT_RE starts with an ASCII digit then a hex digit (on ASCII text; its \\d also takes other digits)."""
-    return b"d" in cls and (b"dd" in cls or b"dh" in cls)  # memchr first: most prose has no digit at all
+def _base64_matches(text: str, ascii_text: bool):
+    """BASE64_RE.finditer(text), with the regex only tried where the byte classes show a 16-character run.
+
+    BASE64_RE can only match at the start of a maximal run of its characters (its look-behind excludes
+    them), so on ASCII text (a byte per character) each run found by ``bytes.find`` is tried once and the
+    search goes on after it; elsewhere the regex scans the text once a long run is known to exist.
+    """
+    cls = classes(text, _BASE64_CLASS)
+    at = cls.find(_BASE64_RUN)
+    if at < 0:
+        return
+    if not ascii_text:
+        yield from BASE64_RE.finditer(text)
+        return
+    while at >= 0:
+        match = BASE64_RE.match(text, at)
+        if match is None:  # a run right after "=": skip all of it
+            end = cls.find(b" ", at)
+            at = -1 if end < 0 else cls.find(_BASE64_RUN, end)
+            continue
+        yield match
+        at = cls.find(_BASE64_RUN, match.end())
 
 
 def _single_pair(base: str) -> bool:
@@ -173,6 +196,19 @@ def _single_pair(base: str) -> bool:
     bits = int.from_bytes(classes(base, _ALNUM_BITS), "big")
     single = bits & ~(bits << 8) & ~(bits >> 8)
     return bool(single & ((single >> 16) | (single >> 24) | (single >> 32)))
+
+
+def _single_chain(base: str) -> bool:
+    """Whether SQUASH_RE can match an ASCII text: four single characters (``[^\\W_]``), each 2-4 bytes after
+    the previous one (as in _single_pair, a single inside a 4-byte gap only makes the chain denser)."""
+    bits = int.from_bytes(classes(base, _WORD_BITS), "big")
+    single = bits & ~(bits << 8) & ~(bits >> 8)
+    chain = single
+    for _ in range(3):  # chain: singles ending a chain of 2, 3, then 4
+        chain = single & ((chain >> 16) | (chain >> 24) | (chain >> 32))
+        if not chain:
+            return False
+    return True
 
 
 def _has_triple(text: str) -> bool:
@@ -223,6 +259,7 @@ def _load_confusables() -> dict[int, str]:
 
 
 CONFUSABLES = _load_confusables()
+CONFUSABLE_CHARS = frozenset(chr(cp) for cp in CONFUSABLES)
 CONFUSABLE_RE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(CONFUSABLES)) + "]")
 
 
@@ -281,7 +318,9 @@ ASCII_SEPARATORS = _ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range
 def word_view(base: str) -> str:
     """Pad and collapse separators so that `` term `` matches with word-boundary semantics."""
     if base.isascii():  # translate + split is about 4x faster than the regex on ASCII text
-        return " " + " ".join(base.translate(_ASCII_SEPARATORS).split()) + " "
+        spaced = base.translate(_ASCII_SEPARATORS)
+        # words split by single spaces need no split and join (the same result, minus 400 small strings)
+        return " " + (" ".join(spaced.split()) if "  " in spaced else spaced.strip(" ")) + " "
     return " " + SEPARATORS_RE.sub(" ", base).strip() + " "
 
 
@@ -374,8 +413,7 @@ def payloads(text: str) -> list[tuple[str, str, int, int]]:
         if match.end() - match.start() >= 3:
             decoded = "".join(chr(ord(c) - 0xE0000) for c in match.group())
             found.append(("tags", decoded, match.start(), match.end()))
-    # one C pass finds whether a 16-character run exists at all before the regex tries every position
-    for match in BASE64_RE.finditer(text) if _BASE64_RUN in classes(text, _BASE64_CLASS) else ():
+    for match in _base64_matches(text, ascii_text):
         run = match.group()
         if not (any(c.isdigit() or c in "+/=" for c in run) or (run != run.lower() and run != run.upper())):
             continue
@@ -384,7 +422,11 @@ def payloads(text: str) -> list[tuple[str, str, int, int]]:
             found.append(("base64", decoded, match.start(), match.end()))
         if len(found) >= MAX_PAYLOADS:
             return found
-    hex_hint = (not ascii_text or _hex_pairs(classes(text, _HEX_CLASS))) and HEX_HINT_RE.search(text)
+    if ascii_text:  # HEX_HINT_RE on byte classes: its leading literal lets the regex skip to each digit
+        hex_classes = classes(text, _HEX_CLASS)
+        hex_hint = b"d" in hex_classes and _HEX_HINT_CLASS_RE.search(hex_classes)
+    else:
+        hex_hint = HEX_HINT_RE.search(text)
     for match in HEX_RE.finditer(text) if hex_hint else ():
         decoded = _decode_hex(match.group()[:MAX_PAYLOAD_CHARS])
         if decoded:
@@ -411,7 +453,8 @@ def views(text: str, base: str, rot13: bool | None = None) -> list[View]:
     """Every cheap view of one (already sanitized) text, base first; ``rot13=False`` leaves the rot13 view
     (always the last one) to the caller, which may know wants_rot13() more cheaply."""
     out = [View("base", word_view(base), base=base)]
-    if not base.isascii() and CONFUSABLE_RE.search(text):
+    # CONFUSABLE_RE.search(text), as set look-ups over the distinct characters (the class is 4,000 wide)
+    if not base.isascii() and not CONFUSABLE_CHARS.isdisjoint(text):
         # fold look-alikes before casefolding: capital Greek/Cyrillic letters have their own confusables
         confusable = base_view(text.translate(CONFUSABLES)).translate(CONFUSABLES)
         if confusable != base:
@@ -446,7 +489,7 @@ def squash_runs(base: str) -> tuple[tuple[str, int, int], ...]:
     looks for terms anywhere inside it.
     """
     runs: list[tuple[str, int, int]] = []
-    if base.isascii() and not _single_pair(base):  # SQUASH_HINT_RE, as byte arithmetic
+    if base.isascii() and not (_single_pair(base) and _single_chain(base)):  # the hint, then SQUASH_RE's shape
         return ()
     for match in SQUASH_RE.finditer(base):
         before = base.rfind(" ", 0, max(0, match.start() - 1))
@@ -474,6 +517,26 @@ _CASE_FLIP_RE = re.compile(r"[a-z][A-Z]")
 _WORD3_RE = re.compile(r"\b[A-Za-z]{3,}\b")
 
 
+_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
+
+
+def _odd_case_words(text: str) -> tuple[list[str], Callable[[], int]]:
+    """The _WORD3_RE words of ``text`` that are neither lower, upper nor title case, and a counter of all its
+    _WORD3_RE words (only needed when three odd ones are found).
+
+    On ASCII text the words are the \\w-runs made only of letters (``\\b`` excludes letters next to digits or
+    "_"), taken from translate + split; the lowercase majority is dropped by a C-level filter first.
+    """
+    if not text.isascii():
+        words = _WORD3_RE.findall(text)
+        return [w for w in words if not (w.islower() or w.isupper() or w.istitle())], lambda: len(words)
+    runs = text.translate(_ASCII_NON_WORD).split()
+    odd = [
+        w for w in filterfalse(str.islower, runs) if len(w) >= 3 and w.isalpha() and not (w.isupper() or w.istitle())
+    ]
+    return odd, lambda: sum(1 for w in runs if len(w) >= 3 and w.isalpha())
+
+
 def _leet_word(word: str) -> bool:
     """A leetspeak word: a digit/symbol before a letter, all letters once folded, at least two real letters."""
     return bool(LEET_STRONG_RE.search(word)) and word.translate(LEET).isalpha() and sum(c.isalpha() for c in word) >= 2
@@ -495,11 +558,10 @@ def signals(text: str, base: str) -> list[Signal]:
             found.append(Signal("mixed_script", mixed[0].start(), mixed[0].end(), 2 if len(mixed) >= 2 else 1))
     if b"aA" in classes(text, _CASE_CLASS) and _CASE_FLIP_RE.search(text):
         # rAnSoM-case: many words whose case flips inside them, not the odd camelCase name
-        words = _WORD3_RE.findall(text)
-        odd = [w for w in words if not (w.islower() or w.isupper() or w.istitle())]
+        odd, words = _odd_case_words(text)
         if len(odd) >= 3:
             start = text.find(odd[0])
-            strength = 2 if len(odd) / len(words) >= 0.4 else 1
+            strength = 2 if len(odd) / words() >= 0.4 else 1
             found.append(Signal("odd_case", start, start + len(odd[0]), strength))
     leet = [(start, end) for start, end in leet_runs(base) if _leet_word(base[start:end])]
     if len(leet) >= 2:

@@ -84,7 +84,7 @@ class AuditEvent(AppendOnlyModel):
     """
 
     seq = models.BigIntegerField(unique=True, null=True, blank=True, editable=False)
-    ticket_id = models.CharField(max_length=40, unique=True, editable=False)
+    ticket_id = models.CharField(max_length=40, editable=False)  # unique: Meta.constraints
     created_at = models.DateTimeField(db_index=True, editable=False)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -92,17 +92,18 @@ class AuditEvent(AppendOnlyModel):
         blank=True,
         on_delete=models.DO_NOTHING,  # SET_NULL would UPDATE audit rows, which the trigger refuses
         db_constraint=False,
+        db_index=False,  # nothing looks events up by the actor's key (the admin filters on actor_label)
         editable=False,
         related_name="+",
     )
     actor_label = models.CharField(max_length=200, editable=False)
-    action = models.CharField(max_length=100, db_index=True, editable=False)
+    action = models.CharField(max_length=100, editable=False)
     subject_type = models.CharField(max_length=100, blank=True, editable=False)
-    subject_id = models.CharField(max_length=100, blank=True, db_index=True, editable=False)
+    subject_id = models.CharField(max_length=100, blank=True, editable=False)
     subject_repr = models.CharField(max_length=300, blank=True, editable=False)
-    request_id = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    request_id = models.CharField(max_length=64, blank=True, editable=False)
     trace_id = models.CharField(max_length=64, blank=True, editable=False)
-    principal_pseudonym = models.CharField(max_length=40, blank=True, db_index=True, editable=False)
+    principal_pseudonym = models.CharField(max_length=40, blank=True, editable=False)
     principal_ciphertext = models.TextField(blank=True, editable=False)
     data = CanonicalJSONField(default=dict, blank=True, editable=False)
     prev_hash = models.CharField(max_length=64, blank=True, editable=False)
@@ -113,7 +114,14 @@ class AuditEvent(AppendOnlyModel):
     class Meta:
         ordering = ["-id"]
         default_permissions = ("view",)
+        # Every index costs each event twice (its INSERT and its sealing UPDATE). Exact look-ups only, so plain
+        # btrees: db_index/unique on a CharField would add a second, varchar_pattern_ops copy on PostgreSQL.
+        constraints = [models.UniqueConstraint(fields=["ticket_id"], name="audits_event_ticket_unique")]
         indexes = [
+            models.Index(fields=["action"], name="audits_event_action"),
+            models.Index(fields=["subject_id"], name="audits_event_subject_id"),
+            models.Index(fields=["request_id"], name="audits_event_request_id"),
+            models.Index(fields=["principal_pseudonym"], name="audits_event_pseudonym"),
             models.Index(fields=["actor_label", "created_at"], name="audits_actor_created"),
             # The sealer's queue: events committed but not chained yet.
             models.Index(fields=["id"], condition=models.Q(seq__isnull=True), name="audits_pending_seal"),

@@ -1,10 +1,12 @@
 """The single writer of the audit trail, its checkpoints, the lawful reveal and the content purge."""
 
+import functools
 import hashlib
 import json
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -46,10 +48,25 @@ def _clean_text(value: Any, limit: int) -> str:
     return str(value or "").replace("\x00", "\ufffd")[:limit]
 
 
+def _str_keys(value: Any) -> bool:
+    """True when every dict inside ``value`` has only str keys (JSON would turn other keys into strings)."""
+    if isinstance(value, dict):
+        return all(type(key) is str and _str_keys(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_str_keys(item) for item in value)
+    return True
+
+
 def _canonical_data(data: dict[str, Any] | None) -> str:
-    """Canonical JSON for ``data``; dates, decimals and UUIDs become strings as in Django's encoder."""
+    """Canonical JSON for ``data``; dates, decimals and UUIDs become strings as in Django's encoder.
+
+    One encoding pass when every key is a str; otherwise through a JSON round trip, so non-str keys are sorted
+    as the strings they become (the text must equal ``canonical_json(json.loads(text))``, which export relies on).
+    """
     if not data:
         return "{}"
+    if _str_keys(data):
+        return json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return canonical_json(json.loads(json.dumps(data, cls=DjangoJSONEncoder)))
 
 
@@ -80,11 +97,87 @@ def _chain_head() -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
+# The INSERT's columns, in its order.
+_INSERTED = ("ticket_id", "created_at", "actor_id", "actor_label", "action", "subject_type", "subject_id",
+             "subject_repr", "request_id", "trace_id", "principal_pseudonym", "principal_ciphertext",
+             "data")  # fmt: skip
+
+
+@functools.cache
+def _concrete_fields() -> tuple:
+    return tuple(AuditEvent._meta.concrete_fields)
+
+
 _INSERT = (
     "INSERT INTO audits_auditevent (ticket_id, created_at, actor_id, actor_label, action, subject_type,"
     " subject_id, subject_repr, request_id, trace_id, principal_pseudonym, principal_ciphertext, data,"
     " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '') RETURNING id"
 )
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An audit event ready to be inserted: ``sql`` (an ``INSERT … RETURNING id``) with ``params``.
+
+    Made by ``audit_event_prepare`` for callers that send the event in the same statement as their own rows;
+    ``saved(pk)`` must follow once it has run.
+    """
+
+    sql: str
+    params: list
+    row: dict
+    actor: Any = None
+
+    def saved(self, pk: int) -> AuditEvent:
+        """The stored event (``pk`` from the INSERT's RETURNING); asks for the seal once the transaction commits."""
+        row = {**self.row, "id": pk, "data": json.loads(self.row["data"])}
+        # Built the way Django builds fetched rows (positional: no per-field keyword handling).
+        event = AuditEvent.from_db(connection.alias, None, [row[field.attname] for field in _concrete_fields()])
+        if row["actor_id"]:
+            event.actor = self.actor
+        transaction.on_commit(sealer.request_seal, robust=True)
+        return event
+
+
+def audit_event_prepare(
+    *,
+    action: str,
+    actor=None,
+    actor_label: str = "",
+    subject_type: str = "",
+    subject_id: str = "",
+    subject_repr: str = "",
+    request_id: str = "",
+    trace_id: str = "",
+    data: dict[str, Any] | None = None,
+    principal_id: str = "",
+    content: dict[str, str] | None = None,
+) -> PreparedEvent:
+    """The INSERT of one event, not run yet: ``audit_event_record`` without the round trip (same arguments).
+
+    For a caller that must send the event in one statement with its own change (``safety_admin.db.insert_then``).
+    The statement must run inside the change's transaction (or be that single atomic statement), and
+    ``PreparedEvent.saved`` be called with the returned id. No side effects by itself.
+    """
+    ctx = context.current()
+    label = actor_label or (getattr(actor, "username", "") if actor is not None else "") or "system"
+    payload = dict(data or {})
+    if content is not None:
+        payload["content_sha256"] = content_digest(content)
+    ticket_id = _new_ticket_id()
+    row = {
+        "id": None, "seq": None, "ticket_id": ticket_id, "created_at": timezone.now(),
+        "actor_id": actor.pk if getattr(actor, "pk", None) else None, "actor_label": _clean_text(label, 200),
+        "action": _clean_text(action, 100), "subject_type": _clean_text(subject_type, 100),
+        "subject_id": _clean_text(subject_id, 100), "subject_repr": _clean_text(subject_repr, 300),
+        "request_id": _clean_text(request_id or ctx.request_id, 64),
+        "trace_id": _clean_text(trace_id or ctx.trace_id, 64), "principal_pseudonym": pseudonymize(principal_id),
+        "principal_ciphertext": encrypt_identifier(principal_id, context=ticket_id),
+        "data": _canonical_data(payload), "prev_hash": "", "hash": "",
+    }  # fmt: skip
+    params = [row[name] for name in _INSERTED]
+    params[1] = connection.ops.adapt_datetimefield_value(row["created_at"])
+    return PreparedEvent(sql=_INSERT, params=params, row=row, actor=actor)
 
 
 def audit_event_record(
@@ -113,43 +206,16 @@ def audit_event_record(
     sealed (``audit_chain_seal``), which gives the event its ``seq``, ``prev_hash`` and ``hash``. Writers never
     wait for one another: only committed events are chained, so a rolled-back change leaves no gap.
     """
-    ctx = context.current()
-    label = actor_label or (getattr(actor, "username", "") if actor is not None else "") or "system"
-    payload = dict(data or {})
-    if content is not None:
-        payload["content_sha256"] = content_digest(content)
-    ticket_id = _new_ticket_id()
-    data_text = _canonical_data(payload)
-    event = AuditEvent(
-        ticket_id=ticket_id,
-        created_at=timezone.now(),
-        actor_id=actor.pk if getattr(actor, "pk", None) else None,
-        actor_label=_clean_text(label, 200),
-        action=_clean_text(action, 100),
-        subject_type=_clean_text(subject_type, 100),
-        subject_id=_clean_text(subject_id, 100),
-        subject_repr=_clean_text(subject_repr, 300),
-        request_id=_clean_text(request_id or ctx.request_id, 64),
-        trace_id=_clean_text(trace_id or ctx.trace_id, 64),
-        principal_pseudonym=pseudonymize(principal_id),
-        principal_ciphertext=encrypt_identifier(principal_id, context=ticket_id),
-        data=json.loads(data_text),
-    )
+    prepared = audit_event_prepare(
+        action=action, actor=actor, actor_label=actor_label, subject_type=subject_type, subject_id=subject_id,
+        subject_repr=subject_repr, request_id=request_id, trace_id=trace_id, data=data, principal_id=principal_id,
+        content=content,
+    )  # fmt: skip
     # One plain INSERT: this runs on every request, and the ORM's save() costs twice the CPU of the statement.
     with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT,
-            [ticket_id, connection.ops.adapt_datetimefield_value(event.created_at), event.actor_id, event.actor_label,
-             event.action, event.subject_type, event.subject_id, event.subject_repr, event.request_id, event.trace_id,
-             event.principal_pseudonym, event.principal_ciphertext, data_text],
-        )  # fmt: skip
-        event.pk = cursor.fetchone()[0]
-    event._state.adding = False
-    event._state.db = connection.alias
-    if actor is not None and event.actor_id:
-        event.actor = actor
-    transaction.on_commit(sealer.request_seal, robust=True)
-    return event
+        cursor.execute(prepared.sql, prepared.params)
+        pk = cursor.fetchone()[0]
+    return prepared.saved(pk)
 
 
 _PENDING = ("SELECT id, ticket_id, created_at, actor_id, actor_label, action, subject_type, subject_id, subject_repr,"

@@ -16,6 +16,7 @@ from audits.services import (
     REVEAL_NEEDS_REASON,
     audit_chain_seal,
     audit_checkpoint_create,
+    audit_event_prepare,
     audit_event_record,
     audit_identity_reveal,
 )
@@ -183,6 +184,57 @@ def test_only_the_one_time_sealing_update_is_allowed():
                 "UPDATE audits_auditevent SET seq = 2, prev_hash = 'c', hash = 'd' WHERE id = %s", [event.pk]
             )
     assert AuditEvent.objects.values_list("seq", "prev_hash", "hash", "action").get() == (1, "a", "b", "tests.pending")
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["principal_ciphertext = 'v1:forged'", "data = '{}'", "created_at = now()", "actor_id = 42", "id = id + 1"],
+)
+def test_sealing_cannot_change_any_other_column(change):
+    event = audit_event_record(action="tests.pending", principal_id="apikey:abcd", data={"a": 1})
+    with connection.cursor() as cursor, pytest.raises(REFUSED, match="append-only"), transaction.atomic():
+        cursor.execute(f"UPDATE audits_auditevent SET seq = 1, prev_hash = 'a', hash = 'b', {change} WHERE id = %s",
+                       [event.pk])  # fmt: skip
+    assert AuditEvent.objects.get(pk=event.pk).seq is None
+
+
+def test_data_is_stored_as_canonical_json_whatever_its_keys():
+    from decimal import Decimal
+    from uuid import UUID
+
+    data = {"b": [1, {"z": 2, "a": (3, 4)}], "a": Decimal("1.50"), "u": UUID(int=1), "é": "ü"}
+    mixed = {10: "ten", 9: "nine", "8": None}  # JSON turns keys into strings, then "10" sorts before "8" and "9"
+
+    first, second = (
+        audit_event_record(action="tests.data", data=data),
+        audit_event_record(action="tests.data", data=mixed),
+    )
+
+    texts = dict(AuditEvent.objects.values_list("pk", "data").filter(pk__in=[first.pk, second.pk]).order_by())
+    raw = {pk: canonical_json(value) for pk, value in texts.items()}
+    assert raw[first.pk] == ('{"a":"1.50","b":[1,{"a":[3,4],"z":2}],"u":"00000000-0000-0000-0000-000000000001",'
+                             '"\\u00e9":"\\u00fc"}')  # fmt: skip
+    assert raw[second.pk] == '{"10":"ten","8":null,"9":"nine"}'
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT data FROM audits_auditevent WHERE id IN (%s, %s) ORDER BY id", [first.pk, second.pk])
+        assert [row[0] for row in cursor.fetchall()] == [raw[first.pk], raw[second.pk]]
+    assert (first.data, second.data) == (texts[first.pk], texts[second.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_event_is_inserted_by_the_caller_and_chained_like_any_other():
+    user = User.objects.create(username="bob")
+    prepared = audit_event_prepare(action="tests.prepared", actor=user, data={"n": 1}, principal_id="apikey:abcd")
+    assert AuditEvent.objects.count() == 0  # nothing sent yet
+
+    with connection.cursor() as cursor:  # the caller's own statement, here in autocommit
+        cursor.execute(prepared.sql, prepared.params)
+        event = prepared.saved(cursor.fetchone()[0])
+
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (event.ticket_id, event.actor, event.data, event.principal_pseudonym) == (
+        stored.ticket_id, user, {"n": 1}, pseudonymize("apikey:abcd"))  # fmt: skip
+    assert (stored.seq, stored.hash) == (1, event_hash(stored.chained_values()))  # sealed on commit
 
 
 @pytest.mark.django_db(transaction=True)

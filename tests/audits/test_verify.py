@@ -8,7 +8,13 @@ from django.db import connection, connections, transaction
 
 from audits.chain import checkpoint_message, event_hash
 from audits.models import AuditEvent
-from audits.services import ACTION_BROKEN, ACTION_VERIFIED, audit_checkpoint_create, audit_event_record
+from audits.services import (
+    ACTION_BROKEN,
+    ACTION_VERIFIED,
+    audit_chain_seal,
+    audit_checkpoint_create,
+    audit_event_record,
+)
 from audits.verify import (
     BAD_CHECKPOINT_HASH,
     BAD_HASH,
@@ -193,3 +199,42 @@ def test_parallel_verification_finds_the_same_first_bad_seq():
 
     # Both halves ran: 1..60 in full, then 61..96 before the bad event.
     assert (_outcome(result), result.events) == ((False, 97, BAD_HASH), 60 + 36)
+
+
+# Values the COPY text format escapes (tab, newline, backslash, ...), and text that is not ASCII, where a length
+# in characters differs from one in bytes.
+AWKWARD = ("tab\there", "line\nbreak\r\n", "back\\slash \\N", "é ü 日本 🙂", "bell\x07 vt\x0b ff\x0c bs\x08", "")
+
+
+def test_awkward_text_is_sealed_and_verified_the_same_way_everywhere():
+    made = [
+        audit_event_record(action=f"tests.awkward.{i}", actor_label=text or "x", subject_repr=text, subject_id=text,
+                           trace_id=text[:64], data={"text": text, text: [text]})
+        for i, text in enumerate(AWKWARD)
+    ]  # fmt: skip
+    audit_chain_seal()  # the database's sealer (PostgreSQL) computes the hashes ...
+
+    for event in made:  # ... exactly as audits/chain.py does
+        stored = AuditEvent.objects.get(pk=event.pk)
+        assert stored.hash == event_hash(stored.chained_values())
+    assert _outcome(verify_chain()) == (True, None, "")
+    assert _outcome(verify_chain(jobs=2, min_per_job=2)) == (True, None, "")
+
+
+@pytest.mark.parametrize("index", range(len(AWKWARD)))
+def test_a_change_inside_awkward_text_is_reported_at_its_seq(index):
+    for i, text in enumerate(AWKWARD):
+        audit_event_record(action="tests.awkward", subject_repr=text, data={"i": i})
+    audit_chain_seal()
+    seq = AuditEvent.objects.get(data__contains=f'"i":{index}').seq
+    tamper("UPDATE audits_auditevent SET subject_repr = subject_repr || 'x' WHERE seq = %s", [seq])
+
+    assert _outcome(verify_chain()) == (False, seq, BAD_HASH)
+
+
+def test_verifier_connection_stays_usable_after_stopping_early(events):
+    events(30)
+    tamper("UPDATE audits_auditevent SET actor_label = 'someone else' WHERE seq = 2")
+
+    assert _outcome(verify_chain(jobs=1)) == (False, 2, BAD_HASH)
+    assert AuditEvent.objects.filter(seq__isnull=False).count() == 30

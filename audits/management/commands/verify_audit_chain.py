@@ -1,10 +1,8 @@
 """`manage.py verify_audit_chain`: re-check every link and signature; exit 1 naming the first bad sequence number."""
 
-import os
-
 from django.core.management.base import BaseCommand, CommandError
 
-from audits.verify import verify_and_record, verify_chain
+from audits.verify import default_jobs, verify_and_record, verify_chain
 
 BROKEN = "audit chain BROKEN at seq {seq}: {problem}"
 
@@ -13,7 +11,9 @@ class Command(BaseCommand):
     help = "Verify the audit hash chain and its signed checkpoints; record the outcome in the trail."
 
     def add_arguments(self, parser):
-        parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes to use")
+        parser.add_argument(
+            "--jobs", type=int, default=default_jobs(), help="processes to use (default: the available cores)"
+        )
         parser.add_argument("--no-record", action="store_true", help="do not append the outcome to the trail")
 
     def handle(self, *args, jobs: int, no_record: bool, **options):

@@ -38,9 +38,15 @@ def _literal_test(literal: str) -> tuple[str, tuple[str, ...], bool]:
 
 
 # Automaton values hold the refs of each direction apart (see _build): a check reads the refs of its own
-# direction, so rules of the other direction cost nothing. Other direction strings read the prompt refs and
-# filter them with Rule.applies_to (only "both" rules apply to them, and those are in both tuples).
+# direction, so rules of the other direction cost nothing. Any other direction string reads the refs of rules
+# whose direction is neither "prompt" nor "output" and filters them with Rule.applies_to.
 _SLOT = {"prompt": 1, "output": 3}
+_OTHER_SLOT = 6
+_DIRECTION_BIT = {"prompt": 2, "output": 4}
+_OTHER_BIT = 8
+# pyahocorasick stores ints as signed 32-bit: a coded key packs 20 bits of rule index, 7 of key length, 4 flags
+_LENGTH_BITS = 7
+_INDEX_LIMIT = 1 << (31 - 4 - _LENGTH_BITS)
 
 Classifier = Callable[[str, str], Iterable[Hit]]
 
@@ -53,6 +59,8 @@ class Ruleset:
     rules: tuple[Rule, ...]
     automaton: object = None
     squash_automaton: object = None
+    values: tuple = ()  # the automaton's shared values (see _build)
+    squash_values: tuple = ()
     regexes: tuple[tuple[int, re.Pattern, tuple[str, ...]], ...] = ()
     proximity: tuple[tuple[int, int], ...] = ()  # (rule index, number of parts)
     term_count: int = 0
@@ -127,14 +135,21 @@ def compile_ruleset(
                 key = _term_key(term, rule.match_type)
                 if key:
                     add(key, (index, PART_WORD), key.strip())
+    automaton, values = _build(keys, rules, literals)
+    term_count = len(keys)
+    keys.clear()  # the automaton holds everything now: free the per-key lists before building the next one
+    squash_automaton, squash_values = _build(squash_keys, rules)
+    squash_keys.clear()
     return Ruleset(
         version=version,
         rules=rules,
-        automaton=_build(keys, rules, literals),
-        squash_automaton=_build(squash_keys, rules),
+        automaton=automaton,
+        squash_automaton=squash_automaton,
+        values=values,
+        squash_values=squash_values,
         regexes=tuple(regexes),
         proximity=tuple(proximity),
-        term_count=len(keys),
+        term_count=term_count,
         weights={rule.rule_id: rule.weight for rule in rules if rule.weight},
         classifier=classifier,
         regexes_for={
@@ -146,27 +161,61 @@ def compile_ruleset(
 
 
 def _build(keys: dict[str, list[tuple[int, int]]], rules: tuple[Rule, ...], literals: Iterable[str] = ()):
-    """An automaton whose value per key is (key length, prompt word refs, prompt part refs, output word refs,
-    output part refs, literal): word refs are rule indexes, part refs (rule index, 1 << proximity part), each
-    in rule order; ``literal`` is the key itself when it is one of ``literals`` (prefilter and rot13 words
-    looked up in the same pass, keyed without padding so they match inside words like ``in`` does), else
-    None."""
-    automaton = ahocorasick.Automaton()
-    directions = ([rule.applies_to("prompt") for rule in rules], [rule.applies_to("output") for rule in rules])
+    """An automaton of int values, and the tuple of shared values those ints point to.
+
+    A key with one word ref whose rule has a usual direction (the whole of a big blocklist) is coded in its
+    int, so it costs no Python object: ``(rule index << 7 | key length) << 4 | other << 3 | output << 2 |
+    prompt << 1 | 1``, for indexes below 2**20 and keys below 128 characters (the automaton stores signed
+    32-bit ints). Any other key's int is ``i << 1``: values[i] is (key length, prompt word refs, prompt part
+    refs, output word refs, output part refs, literal, other word refs, other part refs), where word refs
+    are rule indexes, part refs (rule index, 1 << proximity part), each in rule order, "other" refs those of
+    rules whose direction is neither prompt nor output, and ``literal`` the key itself when it is one of
+    ``literals`` (prefilter and rot13 words looked up in the same pass, keyed without padding so they match
+    inside words like ``in`` does), else None. Equal values share one int, as equal value tuples did.
+    """
+    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+    prompt = [rule.applies_to("prompt") for rule in rules]
+    output = [rule.applies_to("output") for rule in rules]
+    other = [rule.direction not in ("prompt", "output") for rule in rules]
+    usual = [rule.direction in ("prompt", "output", "both") for rule in rules]
     literals = set(literals)
+    values: list[tuple] = []
+    codes: dict[tuple, int] = {}  # equal values share one code, so a check merges their matches as one key
+    interned: dict[tuple, tuple] = {}
     for key, refs in keys.items():
-        value: list = [len(key)]
-        for applies in directions:
-            value.append(tuple(index for index, part in refs if part == PART_WORD and applies[index]))
-            value.append(tuple((index, 1 << part) for index, part in refs if part != PART_WORD and applies[index]))
-        value.append(key if key in literals else None)
-        automaton.add_word(key, tuple(value))
+        length = len(key)
+        if len(refs) == 1 and refs[0][1] == PART_WORD and length < 1 << _LENGTH_BITS and key not in literals:
+            index = refs[0][0]
+            if usual[index] and index < _INDEX_LIMIT:
+                code = (
+                    (index << _LENGTH_BITS | length) << 4 | other[index] << 3 | output[index] << 2 | prompt[index] << 1
+                )
+                automaton.add_word(key, code | 1)
+                continue
+        value: list = [length]
+        for applies in (prompt, output, None, other):
+            if applies is None:
+                value.append(key if key in literals else None)
+                continue
+            words = tuple(index for index, part in refs if part == PART_WORD and applies[index])
+            parts = tuple((index, 1 << part) for index, part in refs if part != PART_WORD and applies[index])
+            value.append(interned.setdefault(words, words))
+            value.append(interned.setdefault(parts, parts))
+        automaton.add_word(key, _code_of(tuple(value), codes, values))
     for literal in literals.difference(keys):
-        automaton.add_word(literal, (len(literal), (), (), (), (), literal))
+        automaton.add_word(literal, _code_of((len(literal), (), (), (), (), literal, (), ()), codes, values))
     if len(automaton):
         automaton.make_automaton()
-        return automaton
-    return None
+        return automaton, tuple(values)
+    return None, ()
+
+
+def _code_of(value: tuple, codes: dict[tuple, int], values: list[tuple]) -> int:
+    code = codes.get(value)
+    if code is None:
+        code = codes[value] = len(values) << 1
+        values.append(value)
+    return code
 
 
 def default_rules() -> list[Rule]:
@@ -213,8 +262,9 @@ class _Scan:
     def __init__(self, ruleset: Ruleset, direction: str):
         self.rs = ruleset
         self.direction = direction
-        slot = _SLOT.get(direction, 1)
+        slot = _SLOT.get(direction, _OTHER_SLOT)
         self.word_slot, self.part_slot = slot, slot + 1
+        self.direction_bit = _DIRECTION_BIT.get(direction, _OTHER_BIT)
         self.filtered = direction not in _SLOT  # refs of an unknown direction are filtered rule by rule
         self.found: dict[int, _Found] = {}
         self._applies = {}
@@ -259,20 +309,38 @@ class _Scan:
             return
         # Phase 1 (tight loop): the end offsets of each distinct key. Common words match many times, so the
         # per-rule work of phase 2 is done once per distinct key, not once per occurrence.
-        occurrences: dict[tuple, list[int]] = {}
-        for end, value in automaton.iter(view.text):
-            ends = occurrences.get(value)
+        occurrences: dict[int, list[int]] = {}
+        for end, code in automaton.iter(view.text):
+            ends = occurrences.get(code)
             if ends is None:
-                occurrences[value] = [end]
+                occurrences[code] = [end]
             elif len(ends) < PROXIMITY_MAX_POSITIONS:
                 ends.append(end)
+        values = self.rs.values
         if view.name == "base":
-            self.present = {value[5] for value in occurrences if value[5] is not None}
-        word_slot, part_slot, filtered = self.word_slot, self.part_slot, self.filtered
+            self.present = {values[code >> 1][5] for code in occurrences if not code & 1} - {None}
+        word_slot, part_slot, direction_bit, filtered = (
+            self.word_slot,
+            self.part_slot,
+            self.direction_bit,
+            self.filtered,
+        )
         first_tick = tick = self.tick
         masks: dict[int, int] = {}
-        for value, ends in occurrences.items():
+        for code, ends in occurrences.items():
             tick += 1
+            if code & 1:  # one word ref, coded in the int (see _build)
+                if not code & direction_bit:
+                    continue
+                index = code >> (_LENGTH_BITS + 4)
+                if filtered and not self.applies(index):
+                    continue
+                length = (code >> 4) & ((1 << _LENGTH_BITS) - 1)
+                entry = self.entry(index, (tick, index))
+                if label not in entry.views:
+                    entry.views[label] = (ends[0] - length + 1, ends[0] + 1, view, origin)
+                continue
+            value = values[code >> 1]
             if value[word_slot]:
                 for index in value[word_slot]:
                     if filtered and not self.applies(index):
@@ -289,22 +357,37 @@ class _Scan:
         if masks:
             self.calls.append((label, view, origin, occurrences, masks, first_tick))
 
+    def part_refs(self, code: int) -> tuple:
+        """The proximity part refs of one automaton value, for this check's direction."""
+        return () if code & 1 else self.rs.values[code >> 1][self.part_slot]
+
     def run_squash(self, runs, label: str, base_label: str, origin_of: Callable, token_of: Callable) -> None:
         automaton = self.rs.squash_automaton
         if automaton is None:
             return
-        word_slot, part_slot, filtered = self.word_slot, self.part_slot, self.filtered
+        values = self.rs.squash_values
+        word_slot, part_slot, direction_bit, filtered = (
+            self.word_slot,
+            self.part_slot,
+            self.direction_bit,
+            self.filtered,
+        )
         self.squash_label = base_label
         for run, start, end in runs:
-            for _end, value in automaton.iter(run):
+            for _end, code in automaton.iter(run):
                 self.tick += 1
-                for index in value[word_slot]:
+                if code & 1:
+                    words, parts = ((code >> (_LENGTH_BITS + 4),) if code & direction_bit else ()), ()
+                else:
+                    value = values[code >> 1]
+                    words, parts = value[word_slot], value[part_slot]
+                for index in words:
                     if filtered and not self.applies(index):
                         continue
                     entry = self.entry(index, (self.tick, index))
                     if label not in entry.views:
                         entry.views[label] = (0, 0, None, origin_of(start, end))
-                for index, bit in value[part_slot]:
+                for index, bit in parts:
                     if filtered and not self.applies(index):
                         continue
                     # a squashed run is one token at its place in the base view; its parts join the base
@@ -321,7 +404,6 @@ class _Scan:
         """Add a view hit for every proximity rule whose parts all matched within its window in one view."""
         rs = self.rs
         full = rs.proximity_full
-        part_slot = self.part_slot
         by_label: dict[str, list[tuple]] = {}
         for call in self.calls:
             by_label.setdefault(call[0], []).append(call)
@@ -360,9 +442,9 @@ class _Scan:
             need = pending.intersection(masks)
             if not need:
                 continue
-            for value in occurrences:
+            for code in occurrences:
                 tick += 1
-                for ref, _bit in value[part_slot]:
+                for ref, _bit in self.part_refs(code):
                     if ref in need:
                         keys[ref] = (tick, ref)
                         need.discard(ref)
@@ -377,11 +459,11 @@ class _Scan:
             calls = by_label[label]
             gathered: dict[int, dict[int, list]] = {index: {} for index in indexes}
             for call in calls:
-                for value, ends in call[3].items():
-                    for ref, bit in value[part_slot]:
+                for code, ends in call[3].items():
+                    for ref, bit in self.part_refs(code):
                         parts = gathered.get(ref)
                         if parts is not None:
-                            parts.setdefault(bit, []).append((-1, value[0], ends))
+                            parts.setdefault(bit, []).append((-1, self.rs.values[code >> 1][0], ends))
             # token positions are counted in the last view of this label where any part matched
             text = calls[-1][1].text if calls else ""
             for index, parts in gathered.items():

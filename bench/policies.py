@@ -2,7 +2,8 @@
 switched (two gunicorn workers and an rqworker), and memory per process for the compiled ruleset at 100k and 1M.
 
 Baselines measured in the same run: a plain ``bulk_create`` of the same rows (no parsing, validation, snapshot
-or compile), a bare Redis pub/sub round trip, and the memory of the uncompiled rule objects.
+or compile), a bare Redis pub/sub round trip, and the memory of the uncompiled rule rows as a process decodes
+them from the version's JSON.
 ``--quick`` uses 20k entries and 10k/100k for memory.
 """
 

@@ -92,17 +92,18 @@ def compile_ruleset(
 ) -> Ruleset:
     """Compile ``rules`` once; invalid regexes are skipped (they can never match) rather than raising."""
     rules = tuple(rules)
-    keys: dict[str, list[tuple[int, int]]] = {}
-    squash_keys: dict[str, list[tuple[int, int]]] = {}
+    flags = _DirectionFlags(rules)
+    keys = _Builder(flags)
+    squash_keys = _Builder(flags)
     regexes = []
     proximity = []
     literals = set(nz.ROT13_LITERALS)
 
     def add(key: str, ref: tuple[int, int], term_norm: str) -> None:
-        keys.setdefault(key, []).append(ref)
+        keys.add(key, ref)
         squashed = term_norm.replace(" ", "")
         if len(squashed) >= 4:
-            squash_keys.setdefault(squashed, []).append(ref)
+            squash_keys.add(squashed, ref)
 
     for index, rule in enumerate(rules):
         if rule.match_type == "regex":
@@ -135,11 +136,9 @@ def compile_ruleset(
                 key = _term_key(term, rule.match_type)
                 if key:
                     add(key, (index, PART_WORD), key.strip())
-    automaton, values = _build(keys, rules, literals)
-    term_count = len(keys)
-    keys.clear()  # the automaton holds everything now: free the per-key lists before building the next one
-    squash_automaton, squash_values = _build(squash_keys, rules)
-    squash_keys.clear()
+    term_count = keys.count
+    automaton, values = keys.finish(literals)
+    squash_automaton, squash_values = squash_keys.finish()
     return Ruleset(
         version=version,
         rules=rules,
@@ -160,54 +159,90 @@ def compile_ruleset(
     )
 
 
-def _build(keys: dict[str, list[tuple[int, int]]], rules: tuple[Rule, ...], literals: Iterable[str] = ()):
-    """An automaton of int values, and the tuple of shared values those ints point to.
+class _DirectionFlags:
+    """Per rule: whether it applies to prompts, to outputs, whether its direction is neither ("other"), and
+    whether its direction is one of the usual three (only those are coded into an automaton int)."""
+
+    def __init__(self, rules: tuple[Rule, ...]):
+        self.prompt = [rule.applies_to("prompt") for rule in rules]
+        self.output = [rule.applies_to("output") for rule in rules]
+        self.other = [rule.direction not in ("prompt", "output") for rule in rules]
+        self.usual = [rule.direction in ("prompt", "output", "both") for rule in rules]
+
+
+class _Builder:
+    """Builds one automaton of int values as keys arrive (in rule order), with the tuple of shared values
+    those ints point to; no per-key Python object outlives the compile, and most never exist.
 
     A key with one word ref whose rule has a usual direction (the whole of a big blocklist) is coded in its
-    int, so it costs no Python object: ``(rule index << 7 | key length) << 4 | other << 3 | output << 2 |
-    prompt << 1 | 1``, for indexes below 2**20 and keys below 128 characters (the automaton stores signed
-    32-bit ints). Any other key's int is ``i << 1``: values[i] is (key length, prompt word refs, prompt part
-    refs, output word refs, output part refs, literal, other word refs, other part refs), where word refs
-    are rule indexes, part refs (rule index, 1 << proximity part), each in rule order, "other" refs those of
-    rules whose direction is neither prompt nor output, and ``literal`` the key itself when it is one of
-    ``literals`` (prefilter and rot13 words looked up in the same pass, keyed without padding so they match
-    inside words like ``in`` does), else None. Equal values share one int, as equal value tuples did.
+    int: ``(rule index << 7 | key length) << 4 | other << 3 | output << 2 | prompt << 1 | 1``, for indexes
+    below 2**20 and keys below 128 characters (the automaton stores signed 32-bit ints). Any other key's
+    int is ``i << 1``: values[i] is (key length, prompt word refs, prompt part refs, output word refs,
+    output part refs, literal, other word refs, other part refs), where word refs are rule indexes, part
+    refs (rule index, 1 << proximity part), each in rule order, "other" refs those of rules whose direction
+    is neither prompt nor output, and ``literal`` the key itself when it is one of the literals (prefilter
+    and rot13 words looked up in the same pass, keyed without padding so they match inside words like
+    ``in`` does), else None. Equal values share one int, as equal value tuples did.
     """
-    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-    prompt = [rule.applies_to("prompt") for rule in rules]
-    output = [rule.applies_to("output") for rule in rules]
-    other = [rule.direction not in ("prompt", "output") for rule in rules]
-    usual = [rule.direction in ("prompt", "output", "both") for rule in rules]
-    literals = set(literals)
-    values: list[tuple] = []
-    codes: dict[tuple, int] = {}  # equal values share one code, so a check merges their matches as one key
-    interned: dict[tuple, tuple] = {}
-    for key, refs in keys.items():
-        length = len(key)
-        if len(refs) == 1 and refs[0][1] == PART_WORD and length < 1 << _LENGTH_BITS and key not in literals:
-            index = refs[0][0]
-            if usual[index] and index < _INDEX_LIMIT:
-                code = (
-                    (index << _LENGTH_BITS | length) << 4 | other[index] << 3 | output[index] << 2 | prompt[index] << 1
-                )
-                automaton.add_word(key, code | 1)
-                continue
-        value: list = [length]
-        for applies in (prompt, output, None, other):
-            if applies is None:
-                value.append(key if key in literals else None)
-                continue
-            words = tuple(index for index, part in refs if part == PART_WORD and applies[index])
-            parts = tuple((index, 1 << part) for index, part in refs if part != PART_WORD and applies[index])
-            value.append(interned.setdefault(words, words))
-            value.append(interned.setdefault(parts, parts))
-        automaton.add_word(key, _code_of(tuple(value), codes, values))
-    for literal in literals.difference(keys):
-        automaton.add_word(literal, _code_of((len(literal), (), (), (), (), literal, (), ()), codes, values))
-    if len(automaton):
-        automaton.make_automaton()
-        return automaton, tuple(values)
-    return None, ()
+
+    def __init__(self, flags: _DirectionFlags):
+        self.flags = flags
+        self.automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        self.count = 0  # distinct keys
+        self.listed: dict[str, list[tuple[int, int]]] = {}  # keys that are not coded in their int
+
+    def _coded(self, key: str, ref: tuple[int, int]) -> int | None:
+        index, part = ref
+        flags = self.flags
+        if part != PART_WORD or len(key) >= 1 << _LENGTH_BITS or index >= _INDEX_LIMIT or not flags.usual[index]:
+            return None
+        code = (index << _LENGTH_BITS | len(key)) << 4
+        return code | flags.other[index] << 3 | flags.output[index] << 2 | flags.prompt[index] << 1 | 1
+
+    def add(self, key: str, ref: tuple[int, int]) -> None:
+        listed = self.listed.get(key)
+        if listed is not None:
+            listed.append(ref)
+            return
+        code = self.automaton.get(key, None)
+        if code is None:
+            self.count += 1
+            code = self._coded(key, ref)
+            if code is not None:
+                self.automaton.add_word(key, code)
+            else:
+                self.listed[key] = [ref]
+            return
+        # a second ref for a coded key: list both (the coded one is a word ref, its index in the high bits)
+        self.listed[key] = [(code >> (_LENGTH_BITS + 4), PART_WORD), ref]
+
+    def finish(self, literals: Iterable[str] = ()):
+        automaton, flags = self.automaton, self.flags
+        literals = set(literals)
+        listed = self.listed
+        for literal in literals:
+            if literal not in listed:
+                code = automaton.get(literal, None)
+                listed[literal] = [] if code is None else [(code >> (_LENGTH_BITS + 4), PART_WORD)]
+        values: list[tuple] = []
+        codes: dict[tuple, int] = {}  # equal values share one code, so a check merges their matches as one key
+        interned: dict[tuple, tuple] = {}
+        for key, refs in listed.items():
+            value: list = [len(key)]
+            for applies in (flags.prompt, flags.output, None, flags.other):
+                if applies is None:
+                    value.append(key if key in literals else None)
+                    continue
+                words = tuple(index for index, part in refs if part == PART_WORD and applies[index])
+                parts = tuple((index, 1 << part) for index, part in refs if part != PART_WORD and applies[index])
+                value.append(interned.setdefault(words, words))
+                value.append(interned.setdefault(parts, parts))
+            automaton.add_word(key, _code_of(tuple(value), codes, values))
+        self.listed = {}
+        if len(automaton):
+            automaton.make_automaton()
+            return automaton, tuple(values)
+        return None, ()
 
 
 def _code_of(value: tuple, codes: dict[tuple, int], values: list[tuple]) -> int:

@@ -121,3 +121,22 @@ def test_hits_keep_first_match_order_when_one_rule_id_is_used_twice():
 
     assert [h.reason_code for h in check("a knife and a bomb", "prompt", rs).hits] == ["HIGH_RISK_WEAPON"]
     assert [h.reason_code for h in check("a bomb and a knife", "prompt", rs).hits] == ["HIGH_RISK_EXPLOSIVE"]
+
+
+def test_each_direction_reads_only_the_rules_that_apply_to_it():
+    rules = [
+        Rule("p", "alpha", "HATE"),
+        Rule("o", "beta", "HATE", direction="output"),
+        Rule("b", "gamma", "HATE", direction="both"),
+        Rule("x", "delta", "HATE", direction="audit"),
+        Rule("xp", "alpha ~ delta", "HATE", match_type="proximity", direction="audit"),
+    ]
+    rs = compile_ruleset(rules)
+
+    def ids(direction):
+        return sorted(h.rule_id for h in check("alpha beta gamma delta", direction, rs).hits)
+
+    assert ids("prompt") == ["b", "p"]
+    assert ids("output") == ["b", "o"]
+    assert ids("audit") == ["b", "x", "xp"]
+    assert ids("both") == ["b"]

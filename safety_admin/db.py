@@ -7,6 +7,10 @@ CTEs of one statement (``WITH w0 AS (INSERT … RETURNING id), w1 AS (INSERT …
 SELECT …``); a later row may point at an earlier one's generated key. PostgreSQL runs a statement atomically,
 so it needs no BEGIN/COMMIT of its own; inside a transaction it is simply part of it.
 
+``insert_then`` puts rows in front of another INSERT (an audit event from ``audits.services.audit_event_prepare``)
+so that a request and its audit event are one statement: atomic by itself, so the caller needs no
+BEGIN/COMMIT round trips either.
+
 The rows are prepared as ``save()`` would (``pre_save`` for auto_now fields, ``get_db_prep_save``), but
 ``save()``'s signals are not sent: use this only for models without signal receivers. Other databases get
 one INSERT per row through the same SQL, so behaviour is the same everywhere.
@@ -15,7 +19,7 @@ one INSERT per row through the same SQL, so behaviour is the same everywhere.
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
 
 @dataclass
@@ -58,27 +62,37 @@ def _saved(instance: models.Model, pk) -> None:
     instance._state.db = connection.alias
 
 
-def insert_together(rows: list[Row]) -> None:
-    """Insert ``rows`` in order (one statement on PostgreSQL); sets each instance's pk and foreign keys."""
-    if not rows:
-        return
+def _ctes(rows: list[Row]) -> tuple[list[str], list]:
     for position, row in enumerate(rows):
         if any(index >= position for index in row.refs.values()):
             raise ValueError("a row may only point at an earlier row")
-    if connection.vendor != "postgresql":
-        for row in rows:
-            for name, index in row.refs.items():
-                setattr(row.instance, name, rows[index].instance)
-            sql, params = _insert_sql(row.instance, {}, None)
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                _saved(row.instance, cursor.fetchone()[0])
-        return
     parts, params = [], []
     for index, row in enumerate(rows):
         sql, row_params = _insert_sql(row.instance, row.refs, lambda i: f"(SELECT pk FROM w{i})")
         parts.append(f"w{index} AS ({sql})")
         params.extend(row_params)
+    return parts, params
+
+
+def _insert_one_by_one(rows: list[Row]) -> None:
+    for row in rows:
+        for name, index in row.refs.items():
+            setattr(row.instance, name, rows[index].instance)
+        sql, params = _insert_sql(row.instance, {}, None)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            _saved(row.instance, cursor.fetchone()[0])
+
+
+def insert_together(rows: list[Row]) -> None:
+    """Insert ``rows`` in order (one statement on PostgreSQL); sets each instance's pk and foreign keys."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        _ctes(rows)  # the same checks
+        _insert_one_by_one(rows)
+        return
+    parts, params = _ctes(rows)
     keys = " UNION ALL ".join(f"SELECT {i} AS n, pk::text FROM w{i}" for i in range(len(rows)))
     with connection.cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} {keys}", params)
@@ -87,3 +101,28 @@ def insert_together(rows: list[Row]) -> None:
         _saved(row.instance, found[index])
         for name, target in row.refs.items():
             setattr(row.instance, name, rows[target].instance)
+
+
+def insert_then(rows: list[Row], sql: str, params: list) -> tuple:
+    """Insert ``rows``, then run ``sql`` (an ``INSERT … RETURNING …``) as one statement; returns its first row.
+
+    The rows' keys must be set in Python (UUIDs): only ``sql``'s result comes back. PostgreSQL: one round trip,
+    atomic without a transaction of its own, so a caller in autocommit mode pays no BEGIN/COMMIT round trips
+    either. Elsewhere: the same statements one by one, in a transaction.
+    """
+    if any(row.instance.pk is None for row in rows):
+        raise ValueError("insert_then needs rows whose keys are set in Python")
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            _ctes(rows)
+            _insert_one_by_one(rows)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+    parts, row_params = _ctes(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} {sql}", [*row_params, *params])
+        result = cursor.fetchone()
+    for row in rows:
+        _saved(row.instance, row.instance.pk)
+    return result

@@ -13,8 +13,9 @@ from rq import Retry
 from rq.job import Job, JobStatus
 
 from audits.models import AuditEvent
-from audits.services import audit_event_record
+from audits.services import audit_event_prepare, audit_event_record
 from safety_admin import metrics
+from safety_admin.db import Row, insert_then
 from safety_admin.detectors import Verdict
 from safety_admin.inference.models import InferenceRequest, RequestStatus
 
@@ -30,9 +31,9 @@ def hits_payload(verdict: Verdict, field: str = "user_input") -> list[dict]:
     return [{**hit.as_dict(), "field": field} for hit in verdict.hits]
 
 
-def _audit(req: InferenceRequest, action: str, actor_label: str, content: dict | None = None, **data) -> AuditEvent:
+def _audit_fields(req: InferenceRequest, action: str, actor_label: str, content: dict | None, data: dict) -> dict:
     """The request's audit event: the principal is kept pseudonymised and encrypted, content only as a hash."""
-    return audit_event_record(
+    return dict(
         principal_id=req.principal_id,
         content=content,
         action=action,
@@ -46,11 +47,14 @@ def _audit(req: InferenceRequest, action: str, actor_label: str, content: dict |
     )
 
 
+def _audit(req: InferenceRequest, action: str, actor_label: str, content: dict | None = None, **data) -> AuditEvent:
+    return audit_event_record(**_audit_fields(req, action, actor_label, content, data))
+
+
 def _prompt(req: InferenceRequest) -> dict[str, str]:
     return {"user_input": req.user_input, "system_prompt": req.system_prompt}
 
 
-@transaction.atomic
 def inference_request_create(
     *,
     principal,
@@ -66,9 +70,9 @@ def inference_request_create(
 
     Side effects: an InferenceRequest (refused, in_review or pending); for review an Escalation and its
     notification; an audit event. The inference job is *not* enqueued here (see ``inference_enqueue``).
+    A queued or refused request and its audit event are one SQL statement (atomic by itself, one round trip:
+    this is most of what POST /safety/infer spends in the database); review writes more rows, in a transaction.
     """
-    from review.services import escalation_create  # review depends on inference; import at call time
-
     status = {
         "refuse": RequestStatus.REFUSED,
         "review": RequestStatus.IN_REVIEW,
@@ -91,34 +95,35 @@ def inference_request_create(
     )
     # The primary key is a fresh UUID: skip the uniqueness query full_clean would otherwise make.
     req.full_clean(validate_unique=False)
-    req.save(force_insert=True)
+    if status == RequestStatus.IN_REVIEW:
+        return req, _create_in_review(req, verdict, hits)
     if status == RequestStatus.REFUSED:
-        event = _audit(
-            req,
-            "gateway.request.refused",
-            ACTOR_GATEWAY,
-            content=_prompt(req),
-            reason_code=verdict.primary_reason_code,
-            reason_codes=verdict.reason_codes,
-            hits=hits,
-        )
+        data = {"reason_code": verdict.primary_reason_code, "reason_codes": verdict.reason_codes, "hits": hits}
+        fields = _audit_fields(req, "gateway.request.refused", ACTOR_GATEWAY, _prompt(req), data)
         metrics.REFUSALS.labels(reason_code=verdict.primary_reason_code or "UNCLASSIFIED_REVIEW").inc()
-    elif status == RequestStatus.IN_REVIEW:
-        escalation = escalation_create(request=req, direction="prompt", severity=verdict.severity, hits=hits)
-        event = _audit(
-            req,
-            "gateway.request.escalated",
-            ACTOR_GATEWAY,
-            content=_prompt(req),
-            escalation_id=escalation.pk,
-            severity=escalation.severity,
-            reason_codes=verdict.reason_codes,
-        )
     else:
-        event = _audit(
-            req, "gateway.request.accepted", ACTOR_GATEWAY, content=_prompt(req), reason_codes=verdict.reason_codes
-        )
-    return req, event
+        fields = _audit_fields(req, "gateway.request.accepted", ACTOR_GATEWAY, _prompt(req),
+                               {"reason_codes": verdict.reason_codes})  # fmt: skip
+    prepared = audit_event_prepare(**fields)
+    (event_id,) = insert_then([Row(req)], prepared.sql, prepared.params)
+    return req, prepared.saved(event_id)
+
+
+@transaction.atomic
+def _create_in_review(req: InferenceRequest, verdict: Verdict, hits: list[dict]) -> AuditEvent:
+    from review.services import escalation_create  # review depends on inference; import at call time
+
+    req.save(force_insert=True)
+    escalation = escalation_create(request=req, direction="prompt", severity=verdict.severity, hits=hits)
+    return _audit(
+        req,
+        "gateway.request.escalated",
+        ACTOR_GATEWAY,
+        content=_prompt(req),
+        escalation_id=escalation.pk,
+        severity=escalation.severity,
+        reason_codes=verdict.reason_codes,
+    )
 
 
 def inference_enqueue(request_id, *, trace_id: str = "", connection=None) -> None:

@@ -140,13 +140,16 @@ def test_gc_pause_nests_across_threads_and_restores_the_collector():
         gc.enable()
 
 
-def test_snapshot_rules_share_one_string_per_column_value():
-    row = ["bl.x.1", "walrus", "word", "HATE", "high", "refuse", "prompt", 8, ""]
-    copies = [["".join(v) if isinstance(v, str) else v for v in row] for _ in range(2)]  # distinct objects
-    first, second = runtime.snapshot_rules({"lists": [{"name": "x", "entries": copies}]}, packs={})["x"]
-    assert first == second
-    assert first.reason_code is second.reason_code
-    assert first.severity is second.severity
+def test_consuming_build_drops_the_entry_rows_and_compiles_the_same():
+    rows = [["bl.x.1", "walrus", "word", "HATE", "high", "refuse", "prompt", 8, ""]]
+    kept = {"lists": [{"name": "x", "entries": [list(r) for r in rows]}]}
+    consumed = {"lists": [{"name": "x", "entries": [list(r) for r in rows]}]}
+    a = runtime.build_state(kept, version=1, label="v1", packs={})
+    b = runtime.build_state(consumed, version=1, label="v1", packs={}, consume=True)
+    assert kept["lists"][0]["entries"] == rows
+    assert "entries" not in consumed["lists"][0]
+    assert a.lookup("")[0].rules == b.lookup("")[0].rules
+    assert check("a walrus", "prompt", b.lookup("")[0]).action == "refuse"
 
 
 @pytest.mark.django_db

@@ -444,6 +444,14 @@ def payloads(text: str) -> list[tuple[str, str, int, int]]:
     return found[:MAX_PAYLOADS]
 
 
+def fold_confusables(text: str) -> str:
+    """``text.translate(CONFUSABLES)``, translating only the non-ASCII runs: the table maps no ASCII character
+    to anything but itself, and a 1,400-entry dict lookup per character is what made long texts slow."""
+    if text.isascii():
+        return text
+    return _NON_ASCII_RE.sub(lambda m: m.group().translate(CONFUSABLES), text)
+
+
 def rot13_view(base: str) -> View:
     rotated = base.translate(ROT13)
     return View("rot13", word_view(rotated), base=rotated)
@@ -456,7 +464,7 @@ def views(text: str, base: str, rot13: bool | None = None) -> list[View]:
     # CONFUSABLE_RE.search(text), as set look-ups over the distinct characters (the class is 4,000 wide)
     if not base.isascii() and not CONFUSABLE_CHARS.isdisjoint(text):
         # fold look-alikes before casefolding: capital Greek/Cyrillic letters have their own confusables
-        confusable = base_view(text.translate(CONFUSABLES)).translate(CONFUSABLES)
+        confusable = fold_confusables(base_view(fold_confusables(text)))
         if confusable != base:
             out.append(View("confusable", word_view(confusable), base=confusable))
     leet_source = out[-1].base

@@ -140,3 +140,9 @@ def test_each_direction_reads_only_the_rules_that_apply_to_it():
     assert ids("output") == ["b", "o"]
     assert ids("audit") == ["b", "x", "xp"]
     assert ids("both") == ["b"]
+
+
+def test_confusable_folding_of_non_ascii_runs_is_the_full_translate():
+    assert all(chr(cp) == target for cp, target in nz.CONFUSABLES.items() if cp < 128)
+    for text in TEXTS:
+        assert nz.fold_confusables(text) == text.translate(nz.CONFUSABLES), text

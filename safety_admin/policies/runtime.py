@@ -80,8 +80,9 @@ def gc_paused():
 
     Building 100k rules allocates a few hundred thousand long-lived containers; each allocation burst triggers
     collections that walk every live object again, which made compiling ~40 % slower. Nothing built here forms
-    reference cycles (refcounting frees it), so pausing loses nothing. Re-entrant and thread-safe: the
-    collector is re-enabled when the last concurrent pause ends, and only if it was on before the first.
+    reference cycles (refcounting frees it); anything cyclic made meanwhile is collected once the pause ends.
+    Re-entrant and thread-safe: the collector is re-enabled when the last concurrent pause ends, and only if
+    it was on before the first.
     """
     global _gc_depth, _gc_was_enabled
     with _gc_lock:

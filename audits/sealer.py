@@ -58,10 +58,14 @@ def _run() -> None:
             # Idle for a while, or asked to: give the database connection back.
             _close.clear()
             connection.close()
-        elif not _seal_now() or _past_max_age():
-            # This thread's own connection. Not after every seal: Django then checks the connection with an
-            # extra query at its next use, which cost a third of a sealing round.
-            connection.close_if_unusable_or_obsolete()
+        else:
+            sealed = _seal_now()
+            if not sealed or _past_max_age():
+                # This thread's own connection. Not after every seal: Django then checks the connection with
+                # an extra query at its next use, which cost a third of a sealing round.
+                connection.close_if_unusable_or_obsolete()
+            if not sealed and connection.connection is None:
+                _seal_now()  # the connection had died (a database restart): once more on a fresh one
         if not _wake.is_set():
             _idle.set()
 

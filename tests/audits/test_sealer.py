@@ -1,7 +1,7 @@
 """The background sealer: events recorded on the request path are chained shortly after commit."""
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from audits import sealer
 from audits.models import AuditEvent
@@ -43,3 +43,23 @@ def test_rolled_back_events_are_never_chained(settings):
         record_then_fail()
     assert sealer.wait_idle(5)
     assert AuditEvent.objects.filter(action="tests.sealer.rolled_back").count() == 0
+
+
+def test_background_sealer_recovers_when_its_connection_dies(settings):
+    settings.AUDIT_SEAL_IN_BACKGROUND = True
+
+    def sealed(event) -> bool:
+        return sealer.wait_idle(0.1) and AuditEvent.objects.get(pk=event.pk).seq is not None
+
+    with transaction.atomic():
+        before = audit_event_record(action="tests.sealer.before", actor_label="tests")
+    wait_for(lambda: sealed(before), timeout=10, message="the first event to be chained")
+    with connection.cursor() as cursor:  # e.g. a database restart: the sealer thread's connection is gone
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                       " WHERE datname = current_database() AND pid <> pg_backend_pid()")  # fmt: skip
+
+    with transaction.atomic():
+        after = audit_event_record(action="tests.sealer.after", actor_label="tests")
+
+    wait_for(lambda: sealed(after), timeout=10, message="the sealer to reconnect and chain the next event")
+    assert verify_chain().ok is True

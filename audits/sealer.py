@@ -1,7 +1,9 @@
 """Chains committed audit events from a background thread, so the request path never waits on sealing.
 
-``audit_event_record`` asks for a seal after its transaction commits. With AUDIT_SEAL_IN_BACKGROUND (the
-default outside tests) that only wakes one daemon thread per process; it waits ``COALESCE_SECONDS`` for
+``audit_event_record`` asks for a seal after its transaction commits (``request_seal``; ``AUDIT_SEALER`` says
+who seals). By default outside tests (``workers``) the writer does nothing more: every RQ worker checks for
+pending events every ``AUDIT_SEAL_SECONDS`` and wakes its own sealer thread, so web processes never spend time
+on the chain. With ``thread`` each writing process wakes its own daemon thread, which waits ``COALESCE_SECONDS`` for
 more commits to arrive, then seals everything pending (in every process) in one call, so under load many
 requests' events share one seal (sealing one event per call costs about four times the CPU per event of
 sealing fifty). Nothing is lost if the process dies first: the events are committed, and the next sealer
@@ -84,13 +86,50 @@ def _ensure_thread() -> None:
 
 
 def request_seal() -> None:
-    """Seal what was just committed: wake the background sealer, or seal here when it is switched off."""
-    if not settings.AUDIT_SEAL_IN_BACKGROUND:
+    """Called after a commit that recorded events; what it does depends on ``AUDIT_SEALER``:
+
+    ``inline`` seals here and now (tests: assertions see ``seq`` at once); ``thread`` wakes this process's
+    sealer thread; ``workers`` does nothing: the RQ workers' periodic sealer (``start_periodic``) chains the
+    event within ``AUDIT_SEAL_SECONDS``, so web processes spend nothing on sealing.
+    """
+    mode = settings.AUDIT_SEALER
+    if mode == "inline":
         _seal_now()
-        return
+    elif mode == "thread":
+        _wake_thread()
+
+
+def _wake_thread() -> None:
     _ensure_thread()
     _idle.clear()
     _wake.set()
+
+
+def start_periodic(interval: float) -> threading.Thread:
+    """In an RQ worker: chain what any process committed, checking every ``interval`` seconds.
+
+    The check is one indexed query (``audits_pending_seal``); only when events are pending is the sealer
+    thread woken, which then seals everything pending in one call.
+    """
+
+    def tick() -> None:
+        from django.db import close_old_connections
+
+        from audits.models import AuditEvent
+
+        while True:
+            time.sleep(interval)
+            try:
+                if AuditEvent.objects.filter(seq__isnull=True).exists():
+                    _wake_thread()
+            except Exception:  # the database may be down: try again next tick, on a fresh connection
+                log.warning("audit seal check failed", extra={"event": "audits.seal_failed"})
+                close_old_connections()
+                connection.close()
+
+    thread = threading.Thread(target=tick, name="audit-seal-ticker", daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_idle(timeout: float = 5.0) -> bool:

@@ -4,8 +4,9 @@ Baselines measured in the same run: the same rows by plain INSERTs into an uncha
 plain read of every row without hashing. Targets (issue 6): append >= 2,000 events/s; verify 1,000,000 <= 10 s.
 Uses its own database (``bench_audits``), created and dropped here. ``--quick``: fewer events.
 
-Sealing runs as in production (``AUDIT_SEAL_IN_BACKGROUND``, the default outside tests: a sealer thread in
-each writer process), and the append clock stops only once every event is chained.
+Sealing runs as in production (``AUDIT_SEALER=workers``, the default outside tests: the writers only insert,
+and an RQ worker process chains what is pending every ``AUDIT_SEAL_SECONDS``), on the same cores, and the
+append clock stops only once every event is chained.
 """
 
 import multiprocessing
@@ -38,24 +39,29 @@ def _tag_connections(name: str) -> None:
     connections["default"].settings_dict.setdefault("OPTIONS", {})["application_name"] = name
 
 
-def _cpu_seconds(name: str) -> tuple[float, float]:
-    """(this process, its PostgreSQL backends) CPU seconds: the cost per event, whatever else loads the machine.
-
-    The backends are every connection labelled ``name``: the writer's own and its sealer thread's.
-    """
+def _backend_cpu(name: str) -> float:
+    """CPU seconds of the PostgreSQL backends whose connections are labelled ``name``."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [name])
         pids = [row[0] for row in cursor.fetchall()]
-    server = 0.0
+    total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            server += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:  # PostgreSQL on another host
-            server = float("nan")
-    return time.process_time(), server
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:  # PostgreSQL on another host, or the backend just ended
+            total += float("nan")
+    return total
+
+
+def _cpu_seconds(name: str) -> tuple[float, float]:
+    """(this process, its PostgreSQL backends) CPU seconds: the cost per event, whatever else loads the machine.
+
+    The backends are every connection labelled ``name``: the writer's own (and its sealer thread's, if any).
+    """
+    return time.process_time(), _backend_cpu(name)
 
 
 def _chained_writer(args) -> tuple[float, float, float]:
@@ -123,6 +129,46 @@ def _plain_writer(args) -> tuple[float, float, float]:
     return elapsed, cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
 
 
+class _SealingWorker:
+    """A real ``rqworker`` (SafetyWorker) on a queue nobody fills: all it does is chain audit events."""
+
+    def __init__(self):
+        import subprocess
+
+        from django.db import connection
+
+        from bench.common import ROOT, child_env
+
+        db = connection.settings_dict
+        url = f"postgresql://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        env = child_env(DATABASE_URL=url, AUDIT_SEALER="workers", PGAPPNAME="bench-sealer")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "default", "--worker-class",
+             "safety_admin.inference.worker.SafetyWorker"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(2.0)  # Django set up and the ticker running before the writers start
+        if self.proc.poll() is not None:
+            raise SystemExit("the sealing worker did not start (run it by hand: manage.py rqworker default)")
+        self.started = (self.cpu_seconds(), _backend_cpu("bench-sealer"))  # start-up is not per-event cost
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> tuple[float, float]:
+        """(the worker's CPU seconds, its PostgreSQL backends' CPU seconds) since the writers started."""
+        cpu = self.cpu_seconds() - self.started[0]
+        server = _backend_cpu("bench-sealer") - self.started[1]
+        self.proc.terminate()
+        self.proc.wait(15)
+        return cpu, server
+
+
+def _start_sealing_worker() -> "_SealingWorker":
+    return _SealingWorker()
+
+
 def _run_writers(func, per_writer: int) -> tuple[float, float, float]:
     """(wall seconds from the common start to the last writer's end, writer CPU, backend CPU)."""
     from django.db import connections
@@ -136,11 +182,22 @@ def _run_writers(func, per_writer: int) -> tuple[float, float, float]:
     return ended - start_at, sum(o[1] for o in outcomes), sum(o[2] for o in outcomes)
 
 
+def _wait_chained(total: int, timeout: float) -> int:
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(seq) FROM audits_auditevent")
+            chained = cursor.fetchone()[0]
+        if chained >= total or time.monotonic() > deadline:
+            return chained
+        time.sleep(0.01)
+
+
 def bench_append(per_writer: int) -> None:
     from django.conf import settings
     from django.db import connection
-
-    from audits.services import audit_chain_seal
 
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS bench_plain")
@@ -150,21 +207,23 @@ def bench_append(per_writer: int) -> None:
     print(f"  appending {total} events with {WRITERS} writer processes (plain INSERT baseline first)...", flush=True)
     figures = {}
     # make bench runs with SAFETY_ENV=test, whose default seals synchronously: measure the production default
-    # (the forked writers inherit it).
-    in_background, settings.AUDIT_SEAL_IN_BACKGROUND = settings.AUDIT_SEAL_IN_BACKGROUND, True
+    # (the forked writers inherit it), with a real worker process doing the chaining.
+    in_mode, settings.AUDIT_SEALER = settings.AUDIT_SEALER, "workers"
     for name, func in (("plain INSERT", _plain_writer), ("chained", _chained_writer)):
-        wall, client, server = _run_writers(func, per_writer)
-        if func is _chained_writer:  # the clock runs until every event is chained
-            began = time.perf_counter()
-            audit_chain_seal()
-            wall += time.perf_counter() - began
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT COUNT(*), COUNT(seq) FROM audits_auditevent")
-                count, chained = cursor.fetchone()
-            if count != total or chained != total:
-                raise SystemExit(f"expected {total} chained events, found {chained} of {count}")
+        sealing = _start_sealing_worker() if func is _chained_writer else None
+        try:
+            wall, client, server = _run_writers(func, per_writer)
+            if sealing:  # the clock runs until the worker has chained every event
+                began = time.perf_counter()
+                chained = _wait_chained(total, timeout=120)
+                wall += time.perf_counter() - began
+        finally:
+            sealer_cpu = sealing.stop() if sealing else (0.0, 0.0)
+        client, server = client + sealer_cpu[0], server + sealer_cpu[1]
+        if sealing and chained != total:
+            raise SystemExit(f"expected {total} chained events, the worker chained {chained}")
         figures[name] = (total / wall, (client + server) / total * 1000, client / total * 1000)
-    settings.AUDIT_SEAL_IN_BACKGROUND = in_background
+    settings.AUDIT_SEALER = in_mode
     (rate, cpu, client), (plain_rate, plain_cpu, plain_client) = figures["chained"], figures["plain INSERT"]
     verdict = "OK" if rate >= APPEND_TARGET else "MISSED"
     print(f"append, chained ({WRITERS} writers): {rate:,.0f} events/s   plain INSERT: {plain_rate:,.0f} rows/s   "

@@ -239,8 +239,13 @@ REVIEW_DUE_SOON_FRACTION = env_float("REVIEW_DUE_SOON_FRACTION", 0.25)
 PSEUDONYM_KEY = env_str("PSEUDONYM_KEY", "" if PRODUCTION else "dev-pseudonym-key-not-for-production")
 PII_ENCRYPTION_KEY = env_str("PII_ENCRYPTION_KEY", "")
 AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY", "")
-# Chain committed events from a background thread (off in tests, so assertions see seq at once).
-AUDIT_SEAL_IN_BACKGROUND = env_bool("AUDIT_SEAL_IN_BACKGROUND", SAFETY_ENV != "test")
+# Who chains committed events (audits/sealer.py): "workers" (the RQ workers, every AUDIT_SEAL_SECONDS; web
+# processes do nothing), "thread" (a background thread in each writing process) or "inline" (the writer, right
+# after commit: the tests' default, so assertions see seq at once).
+AUDIT_SEALER = env_str("AUDIT_SEALER", "inline" if SAFETY_ENV == "test" else "workers")
+if AUDIT_SEALER not in {"workers", "thread", "inline"}:
+    raise ImproperlyConfigured("AUDIT_SEALER must be workers, thread or inline")
+AUDIT_SEAL_SECONDS = env_float("AUDIT_SEAL_SECONDS", 0.25)
 AUDIT_CHECKPOINT_EVERY = env_int("AUDIT_CHECKPOINT_EVERY", 1000)
 AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 300)
 # Public halves (hex) of retired signing keys whose checkpoints still verify (docs/audit.md, key rotation).

@@ -2,7 +2,8 @@
 
 Use: ``python manage.py rqworker inference notifications --worker-class safety_admin.inference.worker.SafetyWorker``.
 A worker that serves the ``notifications`` queue also listens for new outbox rows (PostgreSQL NOTIFY) and
-enqueues their delivery jobs. Every ``INFERENCE_SWEEP_SECONDS`` the worker re-enqueues requests and
+enqueues their delivery jobs, and (AUDIT_SEALER=workers, the default) chains committed audit events every
+AUDIT_SEAL_SECONDS. Every ``INFERENCE_SWEEP_SECONDS`` the worker re-enqueues requests and
 notifications whose jobs vanished. Running it in every worker is safe: the sweeps are idempotent.
 """
 
@@ -36,6 +37,10 @@ class SafetyWorker(SimpleWorker):
 
             self.outbox_listener = OutboxListener()
             self.outbox_listener.start()
+        if settings.AUDIT_SEALER == "workers":
+            from audits import sealer
+
+            sealer.start_periodic(settings.AUDIT_SEAL_SECONDS)
         try:
             return super().work(*args, **kwargs)
         finally:

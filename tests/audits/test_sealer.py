@@ -1,4 +1,4 @@
-"""The background sealer: events recorded on the request path are chained shortly after commit."""
+"""The sealer modes: a thread per writing process (AUDIT_SEALER=thread), and a worker chaining for everyone."""
 
 import pytest
 from django.db import connection, transaction
@@ -19,7 +19,7 @@ def _sealer_lets_go_of_the_database():
 
 
 def test_background_sealer_chains_committed_events(settings):
-    settings.AUDIT_SEAL_IN_BACKGROUND = True
+    settings.AUDIT_SEALER = "thread"
     with transaction.atomic():
         events = [
             audit_event_record(action="tests.sealer.recorded", actor_label="tests", data={"n": n}) for n in range(5)
@@ -32,7 +32,7 @@ def test_background_sealer_chains_committed_events(settings):
 
 
 def test_rolled_back_events_are_never_chained(settings):
-    settings.AUDIT_SEAL_IN_BACKGROUND = True
+    settings.AUDIT_SEALER = "thread"
 
     def record_then_fail():
         with transaction.atomic():
@@ -46,7 +46,7 @@ def test_rolled_back_events_are_never_chained(settings):
 
 
 def test_background_sealer_recovers_when_its_connection_dies(settings):
-    settings.AUDIT_SEAL_IN_BACKGROUND = True
+    settings.AUDIT_SEALER = "thread"
 
     def sealed(event) -> bool:
         return sealer.wait_idle(0.1) and AuditEvent.objects.get(pk=event.pk).seq is not None
@@ -62,4 +62,17 @@ def test_background_sealer_recovers_when_its_connection_dies(settings):
         after = audit_event_record(action="tests.sealer.after", actor_label="tests")
 
     wait_for(lambda: sealed(after), timeout=10, message="the sealer to reconnect and chain the next event")
+    assert verify_chain().ok is True
+
+
+def test_with_workers_sealing_a_web_process_leaves_the_chain_to_a_worker(settings, start_worker):
+    settings.AUDIT_SEALER = "workers"
+    with transaction.atomic():
+        event = audit_event_record(action="tests.sealer.for_the_worker", actor_label="tests")
+    assert sealer.wait_idle(1)
+    assert AuditEvent.objects.get(pk=event.pk).seq is None  # the writer spent nothing on the chain
+
+    worker = start_worker(queues=("default",), AUDIT_SEALER="workers", AUDIT_SEAL_SECONDS="0.2")
+    wait_for(lambda: AuditEvent.objects.get(pk=event.pk).seq is not None, timeout=30,
+             message=f"a worker to chain the event; log:\n{worker.output()}")  # fmt: skip
     assert verify_chain().ok is True

@@ -1,9 +1,14 @@
 """Policies: import + compile + publish of 100k entries (target ≤ 5 s), time from publish to every process
 switched (two gunicorn workers and an rqworker), and memory per process for the compiled ruleset at 100k and 1M.
 
+The switch is measured twice in the same run: first with the publisher's compiled form not shared (every
+process reads the snapshot and compiles it itself, as before ``sharing``), then as deployed (every process
+loads the compiled form the publisher stored in Redis). Each process reports how it got the version and the
+CPU time its listener thread spent loading it.
+
 Baselines measured in the same run: a plain ``bulk_create`` of the same rows (no parsing, validation, snapshot
-or compile), a bare Redis pub/sub round trip, and the memory of the uncompiled rule rows as a process decodes
-them from the version's JSON.
+or compile), a bare Redis pub/sub round trip, the switch with every process compiling, and the memory of the
+uncompiled rule rows as a process decodes them from the version's JSON.
 ``--quick`` uses 20k entries and 10k/100k for memory.
 """
 
@@ -42,8 +47,10 @@ def _terms(n: int) -> list[str]:
     return [f"term{i} word{i % 977}" for i in range(n)]
 
 
-def memory_child(n: int) -> None:
-    """Run in a fresh process: RSS of ``n`` rules, then of the compiled state. Prints one JSON line."""
+def memory_child(n: int, blob_path: str = "") -> None:
+    """Run in a fresh process: RSS of ``n`` rules, then of the compiled state. Prints one JSON line.
+
+    With ``blob_path``, also writes the state's shared form there (``sharing.encode``) for ``shared_child``."""
     import django
 
     django.setup()
@@ -72,17 +79,51 @@ def memory_child(n: int) -> None:
     compile_s = time.perf_counter() - started
     del snapshot
     gc.collect()
+    compiled_mb = _rss_mb() - base
+    encode_s = 0.0
+    if blob_path:
+        from safety_admin.policies import sharing
+
+        started = time.perf_counter()
+        blob = sharing.encode(state)
+        encode_s = time.perf_counter() - started
+        Path(blob_path).write_bytes(blob)
     print(
         json.dumps(
             {
                 "n": n,
                 "rows_mb": with_rows - base,
-                "compiled_mb": _rss_mb() - base,
+                "compiled_mb": compiled_mb,
                 "compile_s": compile_s,
+                "encode_s": encode_s,
                 "rules": state.rule_count,
             }
         )
     )
+
+
+def shared_child(blob_path: str) -> None:
+    """Run in a fresh process: RSS of the state loaded from its shared form, as a listener loads it (the
+    blob's bytes are freed once decoded). Prints one JSON line."""
+    import django
+
+    django.setup()
+    import gc
+
+    from safety_admin.policies import runtime, sharing
+
+    gc.collect()
+    base = _rss_mb()
+    started = time.perf_counter()
+    with runtime.gc_paused():
+        blob = Path(blob_path).read_bytes()
+        parts = sharing.decode(blob)
+        del blob
+        state = runtime.state_from_parts(parts, version=1, label="v1")
+        del parts
+    decode_s = time.perf_counter() - started
+    gc.collect()
+    print(json.dumps({"shared_mb": _rss_mb() - base, "decode_s": decode_s, "rules": state.rule_count}))
 
 
 def _pubsub_round_trip(url: str, samples: int = 20) -> float:
@@ -140,7 +181,11 @@ def _wait_acks(version: int, count: int, timeout: float) -> list[dict] | None:
 
 def main(argv: list[str]) -> int:
     if "--memory-child" in argv:
-        memory_child(int(argv[argv.index("--memory-child") + 1]))
+        blob = argv[argv.index("--blob") + 1] if "--blob" in argv else ""
+        memory_child(int(argv[argv.index("--memory-child") + 1]), blob)
+        return 0
+    if "--shared-child" in argv:
+        shared_child(argv[argv.index("--shared-child") + 1])
         return 0
     import django
 
@@ -170,8 +215,13 @@ def main(argv: list[str]) -> int:
     return 0 if ok else 1
 
 
+def _figures(acks: list[dict], name: str) -> str:
+    return ", ".join(f"{a.get(name, 0):.2f}" for a in sorted(acks, key=lambda a: a["process"]))
+
+
 def _import_and_switch(n: int, url: str) -> bool:
     import redis
+    from django.conf import settings
 
     from safety_admin.gateway.services import api_key_create
     from safety_admin.policies import runtime, services
@@ -229,23 +279,40 @@ def _import_and_switch(n: int, url: str) -> bool:
             print("  !! not every process reported the first version; switch time not measured")
             return False
         blocklist = Blocklist.objects.get(name="bench")
-        services.entry_create(actor_label="bench", blocklist_id=blocklist.pk, pattern="one more", reason_code="HATE")
-        progress("publishing one more entry")
-        started = time.time()
-        new = services.policy_publish(actor_label="bench", note="one more")
-        published = time.time()
-        acks = _wait_acks(new.number, 3, 600)
+        results = {}
+        for mode, shared in (("every process compiles", False), ("processes load the shared form", True)):
+            services.entry_create(
+                actor_label="bench", blocklist_id=blocklist.pk, pattern=f"one more {mode}", reason_code="HATE"
+            )
+            progress(f"publishing one more entry ({mode})")
+            settings.POLICY_SHARE_COMPILED = shared  # the publisher stores its compiled form, or does not
+            started = time.time()
+            cpu = time.process_time()
+            new = services.policy_publish(actor_label="bench", note=f"one more: {mode}")
+            published, publish_cpu = time.time(), time.process_time() - cpu
+            acks = _wait_acks(new.number, 3, 600)
+            if acks is None:
+                print("  !! processes did not switch within 600 s")
+                return False
+            last = max(a["at"] for a in acks)
+            results[mode] = switch = last - started
+            print(
+                f"  publish → 3 processes switched at {n:,} entries, {mode}: {switch:.2f} s (publish call "
+                f"{published - started:.2f} s, CPU {publish_cpu:.2f} s; last process {last - published:.2f} s "
+                f"after the call returned; per process: source {sorted({a.get('source') for a in acks})}, load "
+                f"{_figures(acks, 'load_s')} s wall, {_figures(acks, 'load_cpu_s')} s CPU)"
+            )
+            if shared and any(a.get("source") != "shared" for a in acks):
+                print("  !! a process compiled the version instead of loading the shared form")
+                ok = False
+        settings.POLICY_SHARE_COMPILED = True
         transport = _pubsub_round_trip(BENCH_REDIS_URL)
-        if acks is None:
-            print("  !! processes did not switch within 600 s")
-            return False
-        switch = max(a["at"] for a in acks) - started
+        switch = results["processes load the shared form"]
+        baseline = results["every process compiles"]
         print(
-            f"  publish → 3 processes switched at {n:,} entries: {switch:.2f} s (publish call "
-            f"{published - started:.2f} s, then each process loads + compiles itself: last one "
-            f"{max(a['at'] for a in acks) - published:.2f} s after the call returned) | target ≤ "
-            f"{TARGET_SWITCH_SECONDS} s | baseline pub/sub round trip {transport * 1000:.2f} ms"
-            f" | ratio {switch / transport:.0f}x"
+            f"  publish → 3 processes switched at {n:,} entries: {switch:.2f} s | target ≤ {TARGET_SWITCH_SECONDS} s"
+            f" | baseline every process compiling {baseline:.2f} s, pub/sub round trip {transport * 1000:.2f} ms"
+            f" | ratio {switch / baseline:.2f}x"
         )
         runtime.reset()
         return ok
@@ -255,24 +322,38 @@ def _import_and_switch(n: int, url: str) -> bool:
         client.close()
 
 
+def _child(*args: str) -> dict | None:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if out.returncode != 0:
+        print(f"  !! memory child failed: {out.stderr[-2000:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _memory(sizes) -> bool:
     for size in sizes:
-        progress(f"memory: compiling {size:,} entries in a fresh process")
-        out = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--memory-child", str(size)],
-            cwd=ROOT,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if out.returncode != 0:
-            print(f"  !! memory child failed: {out.stderr[-2000:]}")
-            return False
-        data = json.loads(out.stdout.strip().splitlines()[-1])
+        progress(f"memory: compiling {size:,} entries in a fresh process, then loading its shared form in another")
+        with tempfile.TemporaryDirectory() as tmp:
+            blob = str(Path(tmp) / "state.bin")
+            data = _child("--memory-child", str(size), "--blob", blob)
+            if data is None:
+                return False
+            size_mb = Path(blob).stat().st_size / 1e6
+            shared = _child("--shared-child", blob)
+            if shared is None:
+                return False
         print(
-            f"  compiled ruleset {size:,} entries: {data['compiled_mb']:.0f} MB per process "
-            f"(compile {data['compile_s']:.1f} s) | baseline uncompiled rule rows {data['rows_mb']:.0f} MB"
+            f"  compiled ruleset {size:,} entries: {data['compiled_mb']:.0f} MB per process compiled there "
+            f"(compile {data['compile_s']:.1f} s), {shared['shared_mb']:.0f} MB loaded from the shared form "
+            f"({size_mb:.0f} MB in Redis, encode {data['encode_s']:.1f} s, decode {shared['decode_s']:.1f} s) "
+            f"| baseline uncompiled rule rows {data['rows_mb']:.0f} MB"
             f" | ratio {data['compiled_mb'] / max(data['rows_mb'], 0.1):.1f}x"
         )
     return True

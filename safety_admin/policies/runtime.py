@@ -3,11 +3,13 @@
 Callers only ever ask ``active_ruleset(profile, metadata=...)`` and ``steering_prompt(profile)``. Both read one
 module-level reference to an immutable ``PolicyState`` and do dict lookups: no database or Redis call per request.
 
-Distribution: publishing stores the active version number in Redis (``ACTIVE_KEY``) and announces it on
-``CHANNEL``. A daemon thread per process (started on first use) listens, loads the version from the database,
-compiles it beside the old one and swaps the reference. If Redis is unreachable the process keeps its last good
-state and re-reads the database's active version once Redis answers again. A fresh process loads the active
-version from the database; with no published version it uses the shipped default packs.
+Distribution: publishing compiles the version, stores the compiled form in Redis (``sharing``: chunked,
+HMAC-authenticated, tied to the code that built it), then stores the active version number (``ACTIVE_KEY``) and
+announces it on ``CHANNEL``. A daemon thread per process (started on first use) listens, loads that compiled
+form beside the old state — or, when it is missing or not usable, reads the version from the database and
+compiles it — and swaps the reference. If Redis is unreachable the process keeps its last good state and
+re-reads the database's active version once Redis answers again. A fresh process loads the active version the
+same way (shared compiled form, else the database); with no published version it uses the shipped default packs.
 """
 
 import gc
@@ -31,6 +33,7 @@ from redis.retry import Retry
 
 import safety_admin.detectors as detectors
 from safety_admin.detectors import Rule, Ruleset, compile_ruleset, default_rules
+from safety_admin.policies import sharing
 from safety_admin.policies.profiles import DEFAULT_PROFILE, effective_config, selection_key
 
 log = logging.getLogger(__name__)
@@ -137,6 +140,10 @@ class PolicyState:
     rule_count: int
     compiled_count: int
     _extra: dict = field(default_factory=dict)
+    # how this process got it: "compiled" here, or "shared" (the publisher's compiled form); load time, CPU
+    source: str = "compiled"
+    load_seconds: float = 0.0
+    load_cpu_seconds: float = 0.0
 
     def lookup(self, profile: str, jurisdiction: str = "", context: str = "") -> tuple[Ruleset, str]:
         hit = self.routes.get((profile, jurisdiction, context))
@@ -189,7 +196,7 @@ def _build_state(snapshot: dict, *, version: int | None, label: str, packs, cons
                 key = selection_key(eff, list_names)
                 if key not in compiled:
                     compiled[key] = compile_ruleset(apply_profile(rules_by_list, key), version=label)
-                routes[(name, j, c)] = (compiled[key], eff.get("steering_prompt") or settings.SAFETY_STEERING_PROMPT)
+                routes[(name, j, c)] = (compiled[key], _prompt(eff))
     for j, c in [k[1:] for k in list(routes) if k[0] == DEFAULT_PROFILE]:
         routes[("", j, c)] = routes[(DEFAULT_PROFILE, j, c)]
     return PolicyState(
@@ -202,17 +209,151 @@ def _build_state(snapshot: dict, *, version: int | None, label: str, packs, cons
     )
 
 
+def _prompt(effective: dict) -> str:
+    return effective.get("steering_prompt") or settings.SAFETY_STEERING_PROMPT
+
+
+# What this process loaded, by source ("shared", "compiled"), and shared forms refused, by reason.
+load_counts: dict[str, int] = {}
+
+
+def _count(name: str) -> None:
+    load_counts[name] = load_counts.get(name, 0) + 1
+
+
 def load_state_from_db() -> PolicyState:
-    """The active version from the database, or the shipped packs when nothing was ever published."""
+    """The active version — its compiled form shared by the publisher when that is usable, else its snapshot
+    from the database, compiled here — or the shipped packs when nothing was ever published."""
     from safety_admin.policies.models import PolicyVersion
 
+    wall, cpu = time.perf_counter(), time.thread_time()
     with gc_paused():  # decoding a 100k-entry snapshot is as allocation-heavy as compiling it
-        row = PolicyVersion.objects.filter(is_active=True).values_list("number", "snapshot").first()
+        row = PolicyVersion.objects.filter(is_active=True).values_list("pk", "number", "created_at").first()
         if row is None:
-            return build_state(default_snapshot(), version=None, label=BUILTIN_LABEL)
-        number, snapshot = row
-        del row
-        return build_state(snapshot, version=number, label=f"v{number}", consume=True)
+            state = build_state(default_snapshot(), version=None, label=BUILTIN_LABEL)
+        else:
+            pk, number, created_at = row
+            state = load_shared(number, sharing.identity_of(pk, number, created_at))
+            if state is None:
+                snapshot = PolicyVersion.objects.filter(pk=pk).values_list("snapshot", flat=True).first()
+                state = build_state(snapshot, version=number, label=f"v{number}", consume=True)
+                del snapshot
+    state.load_seconds, state.load_cpu_seconds = time.perf_counter() - wall, time.thread_time() - cpu
+    _count(state.source)
+    if state.source == "compiled":
+        log.info("policy compiled here", extra={"event": "policies.compiled", "version": state.label})
+    return state
+
+
+def load_shared(number: int, identity: str, *, url: str | None = None) -> PolicyState | None:
+    """Version ``number`` from the compiled form the publisher stored in Redis; None (logged) when it is not
+    there or not usable: the caller compiles from the database instead."""
+    if not getattr(settings, "POLICY_SHARE_COMPILED", True):
+        return None
+    client = _client(url or settings.REDIS_URL, 1.0, read_timeout=30.0)
+    try:
+        blob = sharing.fetch(client, number=number, identity=identity)
+        parts = sharing.decode(blob)
+        del blob
+    except sharing.Unavailable as exc:
+        _count(f"refused: {exc}")
+        level = logging.WARNING if str(exc) == "bad MAC" else logging.INFO
+        extra = {"event": "policies.shared_refused", "version": number, "reason": str(exc)}
+        log.log(level, "shared compiled policy not used; compiling here", extra=extra)
+        return None
+    except (RedisError, OSError) as exc:
+        _count("refused: Redis")
+        extra = {"event": "policies.shared_refused", "version": number, "reason": type(exc).__name__}
+        log.info("shared compiled policy not reachable; compiling here", extra=extra)
+        return None
+    except Exception:  # a blob with a good MAC that does not load is a bug, not a reason to stop
+        _count("refused: error")
+        extra = {"event": "policies.shared_failed", "version": number}
+        log.exception("shared compiled policy failed to load; compiling here", extra=extra)
+        return None
+    finally:
+        client.close()
+    return state_from_parts(parts, version=number, label=f"v{number}")
+
+
+def state_from_parts(parts: dict, *, version: int, label: str) -> PolicyState:
+    """A ``PolicyState`` from ``sharing.decode``'s parts; steering prompts come from this process's settings."""
+    rulesets, profiles = parts["rulesets"], parts["profiles"]
+    routes = {}
+    for (name, j, c), index in parts["routes"].items():
+        config = profiles.get(name or DEFAULT_PROFILE, {})
+        routes[(name, j, c)] = (rulesets[index], _prompt(effective_config(config, j, c)))
+    return PolicyState(
+        version=version,
+        label=label,
+        routes=routes,
+        profiles=profiles,
+        rule_count=parts["rule_count"],
+        compiled_count=parts["compiled_count"],
+        source="shared",
+    )
+
+
+class Encoding(threading.Thread):
+    """``sharing.encode(state)`` in a background thread, started before the publish writes its version row, so
+    the encoding overlaps the time the publishing thread waits for PostgreSQL."""
+
+    def __init__(self, state: PolicyState):
+        super().__init__(name="policy-encode", daemon=True)
+        self.state, self.blob, self.error = state, None, None
+
+    def run(self) -> None:
+        try:
+            with gc_paused():
+                self.blob = sharing.encode(self.state)
+        except Exception as exc:  # re-raised in the publishing thread by result()
+            self.error = exc
+        finally:
+            self.state = None
+
+    def result(self) -> bytes:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.blob
+
+
+def encode_in_background(state: PolicyState) -> "Encoding | None":
+    """Start encoding ``state`` for ``share`` (None when sharing is off)."""
+    if not getattr(settings, "POLICY_SHARE_COMPILED", True) or state.version is None:
+        return None
+    encoding = Encoding(state)
+    encoding.start()
+    return encoding
+
+
+def share(state: PolicyState, *, pk: int, created_at, url: str | None = None, encoding=None) -> bool:
+    """Store the compiled ``state`` in Redis for the other processes (before announcing it); False (logged)
+    when it could not be stored: they then compile the version themselves. ``encoding``: from
+    ``encode_in_background(state)``, when the caller started it earlier."""
+    if not getattr(settings, "POLICY_SHARE_COMPILED", True) or state.version is None:
+        return False
+    client = _client(url or settings.REDIS_URL, 1.0, read_timeout=30.0)
+    try:
+        if encoding is not None:
+            blob = encoding.result()
+        else:
+            with gc_paused():
+                blob = sharing.encode(state)
+        identity = sharing.identity_of(pk, state.version, created_at)
+        sharing.store(client, number=state.version, identity=identity, label=state.label, blob=blob)
+        return True
+    except sharing.Unavailable as exc:
+        log.info("policy not shared", extra={"event": "policies.share_failed", "reason": str(exc)})
+    except (RedisError, OSError) as exc:
+        extra = {"event": "policies.share_failed", "reason": type(exc).__name__}
+        log.warning("storing the compiled policy failed; processes will compile it", extra=extra)
+    except Exception:
+        extra = {"event": "policies.share_failed"}
+        log.exception("serialising the compiled policy failed; processes will compile it", extra=extra)
+    finally:
+        client.close()
+    return False
 
 
 # --- the process-wide reference -------------------------------------------------------------------------------
@@ -309,10 +450,10 @@ def steering_prompt(profile: str = "", *, metadata: dict | None = None) -> str:
 
 
 # --- Redis: announcing and listening ----------------------------------------------------------------------------
-def _client(url: str, timeout: float) -> redis.Redis:
+def _client(url: str, timeout: float, *, read_timeout: float | None = None) -> redis.Redis:
     return redis.Redis.from_url(
         url,
-        socket_timeout=timeout,
+        socket_timeout=read_timeout or timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
@@ -439,6 +580,9 @@ class PolicyListener(threading.Thread):
                     "label": state.label,
                     "at": time.time(),
                     "pid": os.getpid(),
+                    "source": state.source,
+                    "load_s": round(state.load_seconds, 4),
+                    "load_cpu_s": round(state.load_cpu_seconds, 4),
                 }
             ),
             ex=max(120, int(self.poll_seconds * 6)),  # outlives a long compile

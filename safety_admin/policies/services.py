@@ -418,12 +418,15 @@ def profile_delete(*, actor=None, actor_label: str = "", profile_id: int) -> Non
 
 
 # --- versions ---------------------------------------------------------------------------------------------------
-def _distribute_on_commit(version: PolicyVersion, state: runtime.PolicyState) -> None:
-    """After commit: swap this process now, then tell the others (the database already holds the truth)."""
-    version.announced = None
+def _distribute_on_commit(version: PolicyVersion, state: runtime.PolicyState, encoding=None) -> None:
+    """After commit: swap this process now, store the compiled state for the others (they load it instead of
+    compiling), then tell them (the database already holds the truth). ``encoding``: the state's encoding,
+    started in the background before the version row was written."""
+    version.announced = version.shared = None
 
     def send():
         replaced = runtime.install(state)
+        version.shared = runtime.share(state, pk=version.pk, created_at=version.created_at, encoding=encoding)
         version.announced = runtime.announce(version.number)
         del replaced  # freed after the announcement, not before
 
@@ -475,7 +478,8 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
     Compiles the draft once (a broken draft fails here, not in the processes). When it would newly refuse more
     than ``POLICY_CONFIRM_REFUSE_PERCENT`` of recent traffic, raises ImpactConfirmationRequired unless
     ``confirm_impact``. Side effects: PolicyVersion row, active flag moved, audit ``policies.version.published``;
-    on commit this process swaps and the number is announced in Redis (``version.announced`` says if it worked).
+    on commit this process swaps, stores the compiled state in Redis for the other processes (``version.shared``)
+    and announces the number (``version.announced`` says if it worked).
     """
     note = (note or "").strip()
     if not note:
@@ -491,6 +495,7 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
     state = runtime.build_state(snapshot, version=number, label=f"v{number}")
     if not confirm_impact:
         _impact_check(previous, old_snapshot, state)
+    encoding = runtime.encode_in_background(state)  # overlaps writing the version row below
     now = timezone.now()
     if previous is not None:
         previous.is_active = False
@@ -527,7 +532,7 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
         diff=summary,
         impact_confirmed=confirm_impact,
     )
-    _distribute_on_commit(version, state)
+    _distribute_on_commit(version, state, encoding)
     return version
 
 
@@ -551,6 +556,7 @@ def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None,
     if current is not None and current.pk == target.pk:
         raise PolicyError(MSG_ALREADY_ACTIVE.format(number=target.number))
     state = runtime.build_state(target.snapshot, version=target.number, label=target.label)
+    encoding = runtime.encode_in_background(state)
     if current is not None:
         current.is_active = False
         current.save(update_fields=["is_active"])
@@ -565,7 +571,7 @@ def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None,
         previous=current.number if current else None,
         note=note,
     )
-    _distribute_on_commit(target, state)
+    _distribute_on_commit(target, state, encoding)
     return target
 
 

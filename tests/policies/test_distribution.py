@@ -1,5 +1,8 @@
-"""Publishing reaches real processes: two gunicorn workers and an rqworker swap within a second."""
+"""Publishing reaches real processes: two gunicorn workers and an rqworker swap within a second, loading the
+publisher's compiled form (and compiling themselves when that form is not trustworthy)."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -7,7 +10,7 @@ import pytest
 
 from safety_admin.inference.models import InferenceRequest
 from safety_admin.policies import runtime, services
-from tests.conftest import wait_for
+from tests.conftest import ROOT, process_env, wait_for
 from tests.policies.conftest import http_post_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,6 +39,8 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
 
     wait_for(warm, timeout=60, interval=0.05, message="three processes on v1")
     assert {a["label"] for a in runtime.process_acks()} == {"v1"}
+    # Fresh processes load the compiled form the publisher stored; none compiled the version itself.
+    assert {a["source"] for a in runtime.process_acks()} == {"shared"}
 
     services.entry_create(
         actor_label="alice",
@@ -81,7 +86,8 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
         f"{len(statuses)} requests during the switch)"
     )
     assert set(statuses) == {202}
-    assert version.announced is True
+    assert (version.shared, version.announced) == (True, True)
+    assert {a["source"] for a in acks} == {"shared"}
     assert switch < SWITCH_BOUND_SECONDS
 
     # The gateway refuses with the new prompt rule, whichever gunicorn process answers.
@@ -103,5 +109,23 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
     services.policy_rollback(actor_label="bob")
     acks = wait_for(lambda: _acks_on(1, 3), timeout=20, interval=0.01, message="every process back on v1")
     print(f"rollback -> 3 processes switched in {(max(a['at'] for a in acks) - started) * 1000:.0f} ms")
+    assert {a["source"] for a in acks} == {"shared"}
     status, body = http_post_json(f"{web.url}/safety/infer", {"user_input": "a giraffecanary"}, {"X-API-Key": key})
     assert (status, body["status"]) == (202, "queued")
+
+    # A compiled form whose MAC does not check out (here: signed with another secret, as someone who can write to
+    # Redis but does not know SECRET_KEY would) is refused: every process compiles v2 itself and still switches.
+    out = subprocess.run(
+        [sys.executable, "manage.py", "rollback_policy", "--to", "2"],
+        cwd=ROOT,
+        env=process_env(DJANGO_SECRET_KEY="not-the-deployment-secret-" + "z" * 40),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    acks = wait_for(lambda: _acks_on(2, 3), timeout=20, interval=0.01, message="every process on v2 again")
+    assert {a["source"] for a in acks} == {"compiled"}
+    for _ in range(4):
+        status, body = http_post_json(f"{web.url}/safety/infer", {"user_input": "a giraffecanary"}, {"X-API-Key": key})
+        assert (status, body["reason_code"]) == (400, "HATE")

@@ -1,0 +1,271 @@
+"""The compiled policy state, shared through Redis: publishing compiles once, every other process only loads.
+
+Publishing compiles the new version in the publishing process (it must, to refuse a broken draft). That
+compiled state is serialised (``encode``), authenticated with an HMAC and stored in Redis in chunks
+(``store``) *before* the version is announced. A process that hears the announcement (or boots) fetches it,
+checks the MAC over the exact bytes before unpickling anything, and loads it (``fetch`` + ``decode``) instead
+of reading the snapshot from PostgreSQL and compiling it again. Anything missing or wrong — Redis down, the
+blob evicted or expired, a bad MAC, a blob of another database's version, a process running other detector or
+policy code — makes ``load`` return None and the caller compiles from the database as before.
+
+Why it is safe to unpickle: the MAC key is derived from Django's ``SECRET_KEY`` (from the environment, never
+stored in Redis), and the MAC covers the manifest (format, code fingerprint, the version's identity, label,
+size) and every byte of the blob. Someone who can write to Redis but does not know the secret cannot make a
+process unpickle bytes of their choosing, nor pass off one version's blob as another's.
+
+Why a process never loads a ruleset built by other code: the key and the MAC'd manifest carry
+``CODE_FINGERPRINT``, a hash of the detectors package (code and rule packs), the policy modules that build a
+state, Python's version and pyahocorasick's. It is computed when this module is imported, i.e. from the files
+the process actually loaded (a deploy that changes files under a running process does not change its
+fingerprint).
+
+Layout in Redis (every key expires after ``TTL_SECONDS``; only the newest ``KEEP`` blobs are kept):
+``policies:compiled:<fingerprint>:<number>`` → JSON manifest ``{format, fingerprint, identity, label, size,
+chunks, blob, mac}``; ``policies:compiled:blob:<blob>:<i>`` → ``CHUNK_BYTES`` pieces (a 100k-entry version is
+~73 MB, a 1M-entry one ~0.7 GB; Redis refuses values over 512 MB).
+"""
+
+import dataclasses
+import hashlib
+import hmac
+import io
+import json
+import logging
+import pickle
+import secrets
+import sys
+from array import array
+from importlib import metadata
+from operator import attrgetter
+from pathlib import Path
+
+import safety_admin.detectors as detectors
+from safety_admin.detectors import Rule, Ruleset
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+KEY_PREFIX = "policies:compiled:"
+INDEX_KEY = "policies:compiled-index"  # newest first: the blobs stored, for pruning
+# Redis refuses values over 512 MB. Smaller pieces also read cheaper: redis-py's parser spent 0.23 s of CPU
+# reading 72 MB as one 64 MB piece and a rest, 0.14 s in 4 MB pieces (pipelined GETs, then one join).
+CHUNK_BYTES = 4 * 1024 * 1024
+MAX_CHUNKS = 4096
+TTL_SECONDS = 24 * 3600
+KEEP = 1  # blobs kept; a rollback stores its version again (a process switching meanwhile compiles)
+MAC_SALT = b"safety_admin.policies.sharing: compiled policy state v1"
+_POLICY_MODULES = ("runtime.py", "profiles.py", "sharing.py")
+
+
+class Unavailable(Exception):
+    """The shared compiled form cannot be used; the message says why (logged, then the caller compiles)."""
+
+
+def _code_fingerprint() -> str:
+    digest = hashlib.sha256()
+    try:
+        aho = metadata.version("pyahocorasick")
+    except metadata.PackageNotFoundError:
+        aho = "?"
+    digest.update(f"{FORMAT}|{sys.version}|{aho}|{pickle.HIGHEST_PROTOCOL}".encode())
+    root = Path(detectors.__file__).resolve().parent
+    here = Path(__file__).resolve().parent
+    files = [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += [here / name for name in _POLICY_MODULES]
+    for path in sorted(files):
+        data = path.read_bytes()
+        digest.update(f"\0{path.name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:32]
+
+
+CODE_FINGERPRINT = _code_fingerprint()
+
+
+def _mac_key() -> bytes:
+    from django.conf import settings
+
+    return hmac.new(settings.SECRET_KEY.encode(), MAC_SALT, hashlib.sha256).digest()
+
+
+def _header(manifest: dict) -> bytes:
+    signed = {k: manifest[k] for k in ("format", "fingerprint", "identity", "label", "size", "chunks", "blob")}
+    return json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _mac(manifest: dict, pieces) -> str:
+    mac = hmac.new(_mac_key(), _header(manifest), hashlib.sha256)
+    mac.update(b"\n")
+    for piece in pieces:
+        mac.update(piece)
+    return mac.hexdigest()
+
+
+def manifest_key(number: int, fingerprint: str | None = None) -> str:
+    return f"{KEY_PREFIX}{fingerprint or CODE_FINGERPRINT}:{number}"
+
+
+def chunk_key(blob: str, index: int) -> str:
+    return f"{KEY_PREFIX}blob:{blob}:{index}"
+
+
+# --- state <-> bytes --------------------------------------------------------------------------------------------
+_RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rule))
+# Rules come back as plain instances filled field by field (a frozen dataclass's __init__ costs 1.5x that);
+# only when Rule is a plain dataclass whose every field is an __init__ argument.
+_RULE_FAST = (
+    "__dict__" in dir(Rule)
+    and not hasattr(Rule, "__slots__")
+    and not hasattr(Rule, "__post_init__")
+    and all(f.init for f in dataclasses.fields(Rule))
+)
+
+
+def encode(state) -> bytes:
+    """The compiled state as bytes. Rules go column by column (pickling 100k rule objects one by one cost 0.4 s
+    to write and 0.2 s to read); the automatons pickle themselves (pyahocorasick writes its nodes in C)."""
+    rulesets: list[Ruleset] = []
+    ruleset_index: dict[int, int] = {}
+    routes: dict[tuple, int] = {}
+    for key, (ruleset, _prompt) in state.routes.items():
+        i = ruleset_index.get(id(ruleset))
+        if i is None:
+            i = ruleset_index[id(ruleset)] = len(rulesets)
+            rulesets.append(ruleset)
+        routes[key] = i
+    rules: list[Rule] = []
+    rule_index: dict[int, int] = {}
+    parts = []
+    for ruleset in rulesets:
+        if type(ruleset) is not Ruleset:
+            raise Unavailable(f"cannot share a {type(ruleset).__name__}")
+        indexes = array("q")
+        for rule in ruleset.rules:
+            i = rule_index.get(id(rule))
+            if i is None:
+                if type(rule) is not Rule:
+                    raise Unavailable(f"cannot share a {type(rule).__name__}")
+                i = rule_index[id(rule)] = len(rules)
+                rules.append(rule)
+            indexes.append(i)
+        fields = {f.name: getattr(ruleset, f.name) for f in dataclasses.fields(Ruleset) if f.name != "rules"}
+        parts.append((fields, indexes.tobytes()))
+    columns = tuple(tuple(map(attrgetter(name), rules)) for name in _RULE_FIELDS)
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True  # plain strings and ints, no cycles: no memo of a million objects (0.2 s -> 0.03 s)
+    pickler.dump(columns)
+    del columns
+    payload = {
+        "format": FORMAT,
+        "rule_fields": _RULE_FIELDS,
+        "rule_columns": buffer.getvalue(),
+        "rulesets": parts,
+        "routes": routes,
+        "profiles": state.profiles,
+        "rule_count": state.rule_count,
+        "compiled_count": state.compiled_count,
+    }
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(blob: bytes) -> dict:
+    """The parts of a state from ``encode``'s bytes — call only on bytes whose MAC was checked (``fetch``).
+
+    Returns ``{"rulesets": [Ruleset], "routes": {key: index}, "profiles", "rule_count", "compiled_count"}``."""
+    payload = pickle.loads(blob)
+    if payload.get("format") != FORMAT or tuple(payload["rule_fields"]) != _RULE_FIELDS:
+        raise Unavailable("different format")
+    columns = pickle.loads(payload.pop("rule_columns"))
+    rows = zip(*columns, strict=True)
+    if _RULE_FAST:
+        new, names, rules = object.__new__, _RULE_FIELDS, []
+        append = rules.append
+        for row in rows:
+            rule = new(Rule)
+            rule.__dict__.update(zip(names, row, strict=True))
+            append(rule)
+    else:
+        rules = [Rule(*row) for row in rows]
+    del columns, rows
+    rulesets = []
+    for fields, raw in payload.pop("rulesets"):
+        indexes = array("q")
+        indexes.frombytes(raw)
+        rulesets.append(Ruleset(rules=tuple(map(rules.__getitem__, indexes)), **fields))
+    payload["rulesets"] = rulesets
+    return payload
+
+
+# --- Redis --------------------------------------------------------------------------------------------------------
+def store(client, *, number: int, identity: str, label: str, blob: bytes) -> str:
+    """Put ``blob`` in Redis for version ``number`` (``identity`` tells this database's row apart from another's
+    with the same number) and drop older blobs. Returns the manifest key. Raises RedisError/OSError."""
+    token = secrets.token_hex(8)
+    view = memoryview(blob)
+    pieces = [view[offset : offset + CHUNK_BYTES] for offset in range(0, len(blob), CHUNK_BYTES)] or [view[:0]]
+    if len(pieces) > MAX_CHUNKS:
+        raise Unavailable("too large")
+    manifest = {
+        "format": FORMAT,
+        "fingerprint": CODE_FINGERPRINT,
+        "identity": identity,
+        "label": label,
+        "size": len(blob),
+        "chunks": len(pieces),
+        "blob": token,
+    }
+    manifest["mac"] = _mac(manifest, pieces)
+    key = manifest_key(number)
+    pipe = client.pipeline(transaction=False)
+    for i, piece in enumerate(pieces):
+        pipe.set(chunk_key(token, i), piece, ex=TTL_SECONDS)
+    pipe.set(key, json.dumps(manifest), ex=TTL_SECONDS)  # after the chunks: a reader finds all or nothing
+    pipe.lpush(INDEX_KEY, json.dumps({"key": key, "blob": token, "chunks": len(pieces)}))
+    pipe.lrange(INDEX_KEY, KEEP, -1)
+    pipe.ltrim(INDEX_KEY, 0, KEEP - 1)
+    pipe.expire(INDEX_KEY, TTL_SECONDS)
+    old = pipe.execute()[-3]
+    _prune(client, [json.loads(raw) for raw in old])
+    return key
+
+
+def _prune(client, entries: list[dict]) -> None:
+    for entry in entries:
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(*[chunk_key(entry["blob"], i) for i in range(entry["chunks"])])
+        pipe.get(entry["key"])
+        current = pipe.execute()[1]
+        if current is not None and json.loads(current).get("blob") == entry["blob"]:
+            client.delete(entry["key"])  # the manifest still points at the chunks just deleted
+
+
+def fetch(client, *, number: int, identity: str) -> bytes:
+    """The verified blob of version ``number``; raises ``Unavailable`` (or RedisError/OSError)."""
+    raw = client.get(manifest_key(number))
+    if raw is None:
+        raise Unavailable("missing")
+    manifest = json.loads(raw)
+    if manifest.get("format") != FORMAT or manifest.get("fingerprint") != CODE_FINGERPRINT:
+        raise Unavailable("different code")
+    if manifest.get("identity") != identity:
+        raise Unavailable("another database's version")
+    if not isinstance(manifest.get("chunks"), int) or not 0 < manifest["chunks"] <= MAX_CHUNKS:
+        raise Unavailable("bad manifest")
+    pipe = client.pipeline(transaction=False)
+    for i in range(manifest["chunks"]):
+        pipe.get(chunk_key(manifest["blob"], i))
+    pieces = pipe.execute()
+    if any(piece is None for piece in pieces):
+        raise Unavailable("missing")
+    if sum(map(len, pieces)) != manifest["size"]:
+        raise Unavailable("bad size")
+    if not hmac.compare_digest(_mac(manifest, pieces), str(manifest.get("mac", ""))):
+        raise Unavailable("bad MAC")
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def identity_of(pk: int, number: int, created_at) -> str:
+    """What tells one database's version row apart from another's with the same number (a reset database,
+    a test run) — the blob's MAC covers it."""
+    return f"{number}:{pk}:{created_at.timestamp() if created_at else 0:.6f}"

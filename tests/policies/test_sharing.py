@@ -1,0 +1,166 @@
+"""The compiled state shared through Redis: loaded instead of compiled when it is usable, refused otherwise."""
+
+import json
+
+import pytest
+
+from safety_admin.detectors import check
+from safety_admin.policies import runtime, services, sharing
+from safety_admin.policies.models import PolicyVersion
+from tests.policies.conftest import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEAD_REDIS = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+TEXTS = ("a walrus here", "an okapi", "the narwhal", "hello there", "a WALRUS and an okapi")
+
+
+def _publish_two_profiles() -> PolicyVersion:
+    blocklist = services.blocklist_create(actor_label="a", name="animals")
+    for pattern, severity, action in (
+        ("walrus", "low", "log"),
+        ("okapi", "high", "review"),
+        ("narwhal", "medium", "refuse"),
+    ):
+        services.entry_create(
+            actor_label="a",
+            blocklist_id=blocklist.pk,
+            pattern=pattern,
+            reason_code="HATE",
+            severity=severity,
+            action=action,
+        )
+    services.profile_save(
+        actor_label="a",
+        name="strict",
+        config={"refuse_at": "medium", "steering_prompt": "be strict", "contexts": {"kids": {"refuse_at": "low"}}},
+    )
+    return services.policy_publish(actor_label="a", note="animals")
+
+
+def _publish_one_more(note: str) -> PolicyVersion:
+    blocklist = services.blocklist_create(actor_label="a", name=f"more-{PolicyVersion.objects.count()}")
+    services.entry_create(actor_label="a", blocklist_id=blocklist.pk, pattern="dugong", reason_code="HATE")
+    return services.policy_publish(actor_label="a", note=note)
+
+
+def _fresh_load() -> runtime.PolicyState:
+    """What a process starting now loads."""
+    runtime.reset()
+    runtime.load_counts.clear()
+    return runtime.current_state()
+
+
+def _assert_same_decisions(a: runtime.PolicyState, b: runtime.PolicyState) -> None:
+    assert set(a.routes) == set(b.routes)
+    for key in a.routes:
+        (ra, pa), (rb, pb) = a.routes[key], b.routes[key]
+        assert (ra.rules, ra.version, pa) == (rb.rules, rb.version, pb)
+        for text in TEXTS:
+            for direction in ("prompt", "output"):
+                va, vb = check(text, direction, ra), check(text, direction, rb)
+                assert (va.action, [h.rule_id for h in va.hits]) == (vb.action, [h.rule_id for h in vb.hits])
+
+
+def test_published_version_is_stored_and_a_fresh_process_loads_it_without_compiling():
+    version = _publish_two_profiles()
+    assert (version.shared, version.announced) == (True, True)
+    compiled = runtime.build_state(version.snapshot, version=version.number, label=version.label)
+    state = _fresh_load()
+    assert (state.source, state.version, state.label) == ("shared", version.number, "v1")
+    assert runtime.load_counts == {"shared": 1}
+    assert state.compiled_count == compiled.compiled_count == 3  # default, strict, strict+kids
+    _assert_same_decisions(compiled, state)
+    assert runtime.steering_prompt("strict") == "be strict"
+    assert check("the okapi", "prompt", runtime.active_ruleset("strict")).action == "refuse"
+    # Profiles that select alike still share one compiled ruleset, and every ruleset the same rule objects.
+    strict, kids = state.lookup("strict")[0], state.lookup("strict", "", "kids")[0]
+    assert strict is not kids
+    narwhal = [r for r in strict.rules if r.pattern == "narwhal"]  # refused by both: one object
+    assert narwhal == [r for r in kids.rules if r.pattern == "narwhal"]
+    assert narwhal[0] is next(r for r in kids.rules if r.pattern == "narwhal")
+    assert state.lookup("")[0] is state.lookup("default")[0]
+
+
+def test_a_tampered_blob_is_refused_and_the_process_compiles(redis_client, caplog):
+    version = _publish_two_profiles()
+    manifest = json.loads(redis_client.get(sharing.manifest_key(version.number)))
+    redis_client.setrange(sharing.chunk_key(manifest["blob"], 0), 100, b"\x00")
+    state = _fresh_load()
+    assert (state.source, state.version) == ("compiled", version.number)
+    assert runtime.load_counts == {"refused: bad MAC": 1, "compiled": 1}
+    assert any(getattr(r, "reason", "") == "bad MAC" and r.levelname == "WARNING" for r in caplog.records)
+    assert check("the narwhal", "prompt", runtime.active_ruleset()).action == "refuse"
+
+
+def test_a_blob_signed_with_another_secret_is_refused(settings):
+    version = _publish_two_profiles()
+    settings.SECRET_KEY = "another-secret-" + "x" * 50
+    assert _fresh_load().source == "compiled"
+    assert runtime.load_counts["refused: bad MAC"] == 1
+    assert version.shared
+
+
+@pytest.mark.parametrize("lost", ["chunk", "manifest"])
+def test_a_missing_blob_falls_back_to_compiling(redis_client, lost):
+    version = _publish_two_profiles()
+    key = sharing.manifest_key(version.number)
+    manifest = json.loads(redis_client.get(key))
+    redis_client.delete(sharing.chunk_key(manifest["blob"], 0) if lost == "chunk" else key)
+    state = _fresh_load()
+    assert (state.source, state.version) == ("compiled", version.number)
+    assert runtime.load_counts == {"refused: missing": 1, "compiled": 1}
+
+
+def test_a_process_running_other_code_compiles(monkeypatch):
+    version = _publish_two_profiles()
+    monkeypatch.setattr(sharing, "CODE_FINGERPRINT", "0" * 32)  # as a process on another deploy
+    state = _fresh_load()
+    assert (state.source, state.version) == ("compiled", version.number)
+    assert runtime.load_counts == {"refused: missing": 1, "compiled": 1}
+
+
+def test_a_manifest_of_other_code_or_another_database_is_refused(redis_client):
+    version = _publish_two_profiles()
+    identity = sharing.identity_of(version.pk, version.number, version.created_at)
+    assert sharing.fetch(redis_client, number=version.number, identity=identity)
+    with pytest.raises(sharing.Unavailable, match="another database"):
+        sharing.fetch(redis_client, number=version.number, identity=identity + "0")
+    key = sharing.manifest_key(version.number)
+    manifest = json.loads(redis_client.get(key))
+    redis_client.set(key, json.dumps({**manifest, "fingerprint": "0" * 32}))
+    with pytest.raises(sharing.Unavailable, match="different code"):
+        sharing.fetch(redis_client, number=version.number, identity=identity)
+    # Editing any signed field of the manifest breaks the MAC, even with the right key and size.
+    redis_client.set(key, json.dumps({**manifest, "label": "v9"}))
+    with pytest.raises(sharing.Unavailable, match="bad MAC"):
+        sharing.fetch(redis_client, number=version.number, identity=identity)
+
+
+def test_redis_down_the_process_compiles_and_publishing_still_works(settings):
+    version = _publish_two_profiles()
+    settings.REDIS_URL = DEAD_REDIS
+    state = _fresh_load()
+    assert (state.source, state.version) == ("compiled", version.number)
+    assert runtime.load_counts == {"refused: Redis": 1, "compiled": 1}
+    again = _publish_one_more("while Redis is down")
+    assert (again.shared, again.announced) == (False, False)
+    assert runtime.active_ruleset().version == "v2"
+
+
+def test_large_blobs_go_in_chunks_and_only_the_newest_is_kept(redis_client, monkeypatch):
+    monkeypatch.setattr(sharing, "CHUNK_BYTES", 4096)
+    first = _publish_two_profiles()
+    old = json.loads(redis_client.get(sharing.manifest_key(first.number)))
+    assert old["chunks"] > 3
+    second = _publish_one_more("one more")
+    new = json.loads(redis_client.get(sharing.manifest_key(second.number)))
+    assert redis_client.get(sharing.manifest_key(first.number)) is None
+    assert not redis_client.exists(*[sharing.chunk_key(old["blob"], i) for i in range(old["chunks"])])
+    assert redis_client.exists(*[sharing.chunk_key(new["blob"], i) for i in range(new["chunks"])]) == new["chunks"]
+    assert 0 < redis_client.ttl(sharing.chunk_key(new["blob"], 0)) <= sharing.TTL_SECONDS
+    assert _fresh_load().source == "shared"
+    # A rollback stores its version again.
+    services.policy_rollback(actor_label="a")
+    state = _fresh_load()
+    assert (state.source, state.version) == ("shared", first.number)

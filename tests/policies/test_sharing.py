@@ -164,3 +164,17 @@ def test_large_blobs_go_in_chunks_and_only_the_newest_is_kept(redis_client, monk
     services.policy_rollback(actor_label="a")
     state = _fresh_load()
     assert (state.source, state.version) == ("shared", first.number)
+
+
+def test_a_state_that_cannot_be_encoded_is_not_shared_and_processes_compile(monkeypatch, caplog):
+    def unpicklable(state):
+        raise TypeError("cannot pickle 'function' object")  # e.g. a classifier that is a lambda
+
+    monkeypatch.setattr(sharing, "encode", unpicklable)
+    version = _publish_two_profiles()
+    assert (version.shared, version.announced) == (False, True)
+    assert any(getattr(r, "event", "") == "policies.share_failed" for r in caplog.records)
+    monkeypatch.undo()
+    state = _fresh_load()
+    assert (state.source, state.version) == ("compiled", version.number)
+    assert runtime.load_counts == {"refused: missing": 1, "compiled": 1}

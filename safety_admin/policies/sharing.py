@@ -169,7 +169,7 @@ def encode(state) -> bytes:
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode(blob: bytes) -> dict:
+def decode(blob: bytes | bytearray) -> dict:
     """The parts of a state from ``encode``'s bytes — call only on bytes whose MAC was checked (``fetch``).
 
     Returns ``{"rulesets": [Ruleset], "routes": {key: index}, "profiles", "rule_count", "compiled_count"}``."""
@@ -240,7 +240,7 @@ def _prune(client, entries: list[dict]) -> None:
             client.delete(entry["key"])  # the manifest still points at the chunks just deleted
 
 
-def fetch(client, *, number: int, identity: str) -> bytes:
+def fetch(client, *, number: int, identity: str) -> bytes | bytearray:
     """The verified blob of version ``number``; raises ``Unavailable`` (or RedisError/OSError)."""
     raw = client.get(manifest_key(number))
     if raw is None:
@@ -262,7 +262,17 @@ def fetch(client, *, number: int, identity: str) -> bytes:
         raise Unavailable("bad size")
     if not hmac.compare_digest(_mac(manifest, pieces), str(manifest.get("mac", ""))):
         raise Unavailable("bad MAC")
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    if len(pieces) == 1:
+        return pieces[0]
+    # One buffer, each piece freed once copied: the pieces and a joined copy would hold the blob twice (1.4 GB
+    # at 1M entries) for a moment.
+    blob = bytearray(manifest["size"])
+    offset = 0
+    for i, piece in enumerate(pieces):
+        blob[offset : offset + len(piece)] = piece
+        offset += len(piece)
+        pieces[i] = piece = None
+    return blob
 
 
 def identity_of(pk: int, number: int, created_at) -> str:

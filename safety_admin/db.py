@@ -56,6 +56,12 @@ def _insert_sql(instance: models.Model, refs: dict[str, int], ref_sql) -> tuple[
     return f"INSERT INTO {table} ({names}) VALUES ({', '.join(placeholders)}) RETURNING {pk} AS pk", params
 
 
+def _cursor():
+    """The PostgreSQL backend's server-binding cursor (prepared statements) where there is one."""
+    server_bound = getattr(connection, "server_bound_cursor", None)
+    return server_bound() if server_bound else connection.cursor()
+
+
 def _saved(instance: models.Model, pk) -> None:
     instance.pk = instance._meta.pk.to_python(pk)
     instance._state.adding = False
@@ -94,7 +100,7 @@ def insert_together(rows: list[Row]) -> None:
         return
     parts, params = _ctes(rows)
     keys = " UNION ALL ".join(f"SELECT {i} AS n, pk::text FROM w{i}" for i in range(len(rows)))
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} {keys}", params)
         found = dict(cursor.fetchall())
     for index, row in enumerate(rows):
@@ -120,7 +126,7 @@ def insert_then(rows: list[Row], sql: str, params: list) -> tuple:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
     parts, row_params = _ctes(rows)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} {sql}", [*row_params, *params])
         result = cursor.fetchone()
     for row in rows:

@@ -1,4 +1,5 @@
-"""PostgreSQL backend: django_prometheus's (query metrics), with a cheaper connection health check.
+"""PostgreSQL backend: django_prometheus's (query metrics), with a cheaper connection health check and a
+server-binding cursor for the request path's hot statements.
 
 Django's CONN_HEALTH_CHECKS sends ``SELECT 1`` before the first query of every request: one extra round
 trip on each POST /safety/infer, about a tenth of what the gateway spends in PostgreSQL. Here a connection
@@ -9,7 +10,9 @@ one request (503, fail closed) and is then closed and replaced, as Django does o
 
 import time
 
+import psycopg
 from django_prometheus.db.backends.postgresql.base import DatabaseWrapper as PrometheusDatabaseWrapper
+from django_prometheus.db.common import ExportingCursorWrapper
 
 HEALTH_CHECK_GRACE = 1.0
 
@@ -30,3 +33,21 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
     def close(self):
         self._committed_at = float("-inf")
         super().close()
+
+    def server_bound_cursor(self):
+        """A cursor whose statements psycopg binds on the server, and prepares once one has run five times.
+
+        Django's cursors bind on the client: every call quotes each parameter into the SQL text and PostgreSQL
+        parses and plans it afresh. ``safety_admin.db`` sends the request path's INSERTs (the same text on every
+        request) through this one instead, which costs less CPU on both sides. It is a normal Django cursor
+        otherwise: errors become ``django.db`` errors, queries are logged under DEBUG and counted in metrics.
+        Prepared statements live per connection, so a pooler in transaction mode (PgBouncer) would need
+        ``prepare_threshold: None`` in OPTIONS.
+        """
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        factory = self.__dict__.get("_server_cursor_factory")
+        if factory is None:
+            factory = self._server_cursor_factory = ExportingCursorWrapper(psycopg.Cursor, self.alias, self.vendor)
+        with self.wrap_database_errors:
+            return self._prepare_cursor(factory(self.connection))

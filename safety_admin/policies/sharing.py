@@ -148,7 +148,8 @@ def encode(state) -> bytes:
                 i = rule_index[id(rule)] = len(rules)
                 rules.append(rule)
             indexes.append(i)
-        fields = {f.name: getattr(ruleset, f.name) for f in dataclasses.fields(Ruleset) if f.name != "rules"}
+        # what Ruleset(...) takes; a field derived in __post_init__ is derived again by the loading process
+        fields = {f.name: getattr(ruleset, f.name) for f in dataclasses.fields(Ruleset) if f.init and f.name != "rules"}
         parts.append((fields, indexes.tobytes()))
     columns = tuple(tuple(map(attrgetter(name), rules)) for name in _RULE_FIELDS)
     buffer = io.BytesIO()

@@ -219,6 +219,9 @@ SAFETY_STEERING_PROMPT = env_str(
 
 # --- Policies (docs/policies.md) ------------------------------------------------------------------
 POLICY_LISTENER = env_bool("POLICY_LISTENER", True)  # each process follows published versions via Redis
+# Publishing stores the compiled ruleset in Redis (HMAC-signed with SECRET_KEY) so other processes load it instead
+# of compiling their own (safety_admin/policies/sharing.py, docs/policies.md).
+POLICY_SHARE_COMPILED = env_bool("POLICY_SHARE_COMPILED", True)
 POLICY_POLL_SECONDS = env_float("POLICY_POLL_SECONDS", 5.0)  # fallback check when an announcement is missed
 POLICY_PREVIEW_RECENT = env_int("POLICY_PREVIEW_RECENT", 1000)  # stored requests a preview replays
 POLICY_CONFIRM_REFUSE_PERCENT = env_float("POLICY_CONFIRM_REFUSE_PERCENT", 1.0)  # newly refused share → confirm

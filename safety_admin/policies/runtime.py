@@ -248,7 +248,7 @@ def load_state_from_db() -> PolicyState:
 def load_shared(number: int, identity: str, *, url: str | None = None) -> PolicyState | None:
     """Version ``number`` from the compiled form the publisher stored in Redis; None (logged) when it is not
     there or not usable: the caller compiles from the database instead."""
-    if not getattr(settings, "POLICY_SHARE_COMPILED", True):
+    if not settings.POLICY_SHARE_COMPILED:
         return None
     client = _client(url or settings.REDIS_URL, 1.0, read_timeout=30.0)
     try:
@@ -320,7 +320,7 @@ class Encoding(threading.Thread):
 
 def encode_in_background(state: PolicyState) -> "Encoding | None":
     """Start encoding ``state`` for ``share`` (None when sharing is off)."""
-    if not getattr(settings, "POLICY_SHARE_COMPILED", True) or state.version is None:
+    if not settings.POLICY_SHARE_COMPILED or state.version is None:
         return None
     encoding = Encoding(state)
     encoding.start()
@@ -331,7 +331,7 @@ def share(state: PolicyState, *, pk: int, created_at, url: str | None = None, en
     """Store the compiled ``state`` in Redis for the other processes (before announcing it); False (logged)
     when it could not be stored: they then compile the version themselves. ``encoding``: from
     ``encode_in_background(state)``, when the caller started it earlier."""
-    if not getattr(settings, "POLICY_SHARE_COMPILED", True) or state.version is None:
+    if not settings.POLICY_SHARE_COMPILED or state.version is None:
         return False
     client = _client(url or settings.REDIS_URL, 1.0, read_timeout=30.0)
     try:

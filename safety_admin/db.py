@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db.models.fields import NOT_PROVIDED
 
 
 @dataclass
@@ -40,20 +41,30 @@ def _layout(model: type[models.Model], vendor: str) -> tuple[str, str, tuple[tup
 
 
 def _insert_sql(instance: models.Model, refs: dict[str, int], ref_sql) -> tuple[str, list]:
-    """``INSERT … RETURNING <pk> AS pk`` for one instance; ``ref_sql(i)`` renders a key taken from row ``i``."""
+    """``INSERT … RETURNING <pk> AS pk`` for one instance; ``ref_sql(i)`` renders a key taken from row ``i``.
+
+    Nullable columns that are None and have no database default are left out: the database stores NULL anyway,
+    and each parameter left out is one less to prepare and send.
+    """
     conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: the ``connection`` proxy costs a lookup per use
     table, pk, fields = _layout(type(instance), conn.vendor)
     referenced = {instance._meta.get_field(name).column: index for name, index in refs.items()}
-    placeholders, params = [], []
-    for f, _column in fields:
+    names, placeholders, params = [], [], []
+    for f, column in fields:
         index = referenced.get(f.column)
         if index is not None:
+            names.append(column)
             placeholders.append(ref_sql(index))
-        else:
-            placeholders.append("%s")
-            params.append(f.get_db_prep_save(f.pre_save(instance, True), conn))
-    names = ", ".join(column for _f, column in fields)
-    return f"INSERT INTO {table} ({names}) VALUES ({', '.join(placeholders)}) RETURNING {pk} AS pk", params
+            continue
+        value = f.pre_save(instance, True)
+        if value is None and f.null and f.db_default is NOT_PROVIDED:
+            continue
+        names.append(column)
+        placeholders.append("%s")
+        params.append(f.get_db_prep_save(value, conn))
+    sql = (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(placeholders)}) "
+           f"RETURNING {pk} AS pk")  # fmt: skip
+    return sql, params
 
 
 def _cursor():

@@ -119,8 +119,9 @@ def main(argv: list[str]) -> int:
     stub = StubServer(echo_model).start()
     with fresh_database("bench_load") as db_url:
         db_url = db_url.replace("postgres://", "postgresql://")
+        # AUDIT_SEALER as in production: the workers chain the audit events, not the web processes.
         env = child_env(DATABASE_URL=db_url, SAFETY_BENCH_BASELINE="1", SAFETY_API_KEYS=f"{KEY}:privileged",
-                        MODEL_API_URL=stub.url, INFERENCE_SWEEP_SECONDS="5")  # fmt: skip
+                        MODEL_API_URL=stub.url, INFERENCE_SWEEP_SECONDS="5", AUDIT_SEALER="workers")  # fmt: skip
         headers = {"Content-Type": "application/json", "X-API-Key": KEY}
         gateway_reqs = [("/safety/infer", json_body(body), headers) for body in MIX]
         baseline_reqs = [("/bench/baseline-infer", json_body(body), headers) for body in MIX]

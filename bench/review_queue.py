@@ -118,6 +118,7 @@ def seed_audit(count: int, start: int, n_esc: int) -> None:
             "subject_id": f"(1 + g % {n_esc})::text",
             "subject_repr": "'escalation ' || g",
             "request_id": "md5(g::text)",
+            "ticket_id": "'audit-' || lpad(to_hex(g), 20, '0')",  # unique, like the real ones
         }, start=start + done)  # fmt: skip
         done += chunk
         log(f"audit events: {start + done - 1:,} ({time.monotonic() - t:.1f} s)")

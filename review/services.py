@@ -75,9 +75,15 @@ def _actor_label(actor, actor_label: str = "") -> str:
     return actor_label or getattr(actor, "username", "") or "system"
 
 
-@transaction.atomic
-def escalation_create(*, request: InferenceRequest, direction: str, severity: str, hits: list[dict]) -> Escalation:
-    """Open an escalation for ``request``. Side effects: Escalation row, metric, notification (outbox)."""
+@transaction.atomic(savepoint=False)  # callers run it inside their transaction: no SAVEPOINT round trips
+def escalation_create(
+    *, request: InferenceRequest, direction: str, severity: str, hits: list[dict], insert_request: bool = False
+) -> Escalation:
+    """Open an escalation for ``request``. Side effects: Escalation row, metric, notification (outbox).
+
+    ``insert_request``: ``request`` is new and unsaved (the gateway's review path); it is inserted in the same
+    statement as the escalation and its outbox rows.
+    """
     reason_codes = []
     for hit in hits:
         if hit["reason_code"] not in reason_codes:
@@ -93,11 +99,13 @@ def escalation_create(*, request: InferenceRequest, direction: str, severity: st
         due_at=now + timedelta(minutes=settings.REVIEW_SLA_MINUTES[severity]),
         queue_key=queue_key_for(severity_rank=SEVERITY_ORDER[severity], created_at=now),
     )
-    # ``request`` was saved by the caller in this transaction: no query to check that it exists.
+    # ``request`` was saved (or is inserted below) in this transaction: no query to check that it exists.
     escalation.full_clean(exclude=["request"], validate_unique=False)
     outbox = notification_outbox_new(escalation=escalation)
     # The escalation and its outbox rows in one statement: notifications cost the request path no round trip.
-    insert_together([Row(escalation), *(Row(row, refs={"escalation": 0}) for row in outbox)])
+    first = [Row(request)] if insert_request else []
+    at = len(first)
+    insert_together([*first, Row(escalation), *(Row(row, refs={"escalation": at}) for row in outbox)])
     notification_outbox_written(outbox)
     metrics.ESCALATIONS.labels(severity=severity).inc()
     return escalation

@@ -113,8 +113,11 @@ def inference_request_create(
 def _create_in_review(req: InferenceRequest, verdict: Verdict, hits: list[dict]) -> AuditEvent:
     from review.services import escalation_create  # review depends on inference; import at call time
 
-    req.save(force_insert=True)
-    escalation = escalation_create(request=req, direction="prompt", severity=verdict.severity, hits=hits)
+    # The request, its escalation and the outbox rows are one statement; the audit event (which names the
+    # escalation's new id) a second, in the same transaction.
+    escalation = escalation_create(
+        request=req, direction="prompt", severity=verdict.severity, hits=hits, insert_request=True
+    )
     return _audit(
         req,
         "gateway.request.escalated",

@@ -40,14 +40,14 @@ def _layout(model: type[models.Model], vendor: str) -> tuple[str, str, tuple[tup
     return qn(meta.db_table), qn(meta.pk.column), fields
 
 
-def _insert_sql(instance: models.Model, refs: dict[str, int], ref_sql) -> tuple[str, list]:
-    """``INSERT … RETURNING <pk> AS pk`` for one instance; ``ref_sql(i)`` renders a key taken from row ``i``.
+def _values(instance: models.Model, refs: dict[str, int], ref_sql) -> tuple[tuple[str, ...], list[str], list]:
+    """(quoted columns, placeholders, parameters) of one instance's row; ``ref_sql(i)`` renders row ``i``'s key.
 
     Nullable columns that are None and have no database default are left out: the database stores NULL anyway,
     and each parameter left out is one less to prepare and send.
     """
     conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: the ``connection`` proxy costs a lookup per use
-    table, pk, fields = _layout(type(instance), conn.vendor)
+    _table, _pk, fields = _layout(type(instance), conn.vendor)
     referenced = {instance._meta.get_field(name).column: index for name, index in refs.items()}
     names, placeholders, params = [], [], []
     for f, column in fields:
@@ -62,9 +62,14 @@ def _insert_sql(instance: models.Model, refs: dict[str, int], ref_sql) -> tuple[
         names.append(column)
         placeholders.append("%s")
         params.append(f.get_db_prep_save(value, conn))
-    sql = (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(placeholders)}) "
-           f"RETURNING {pk} AS pk")  # fmt: skip
-    return sql, params
+    return tuple(names), placeholders, params
+
+
+def _insert_sql(instance: models.Model, refs: dict[str, int], ref_sql) -> tuple[str, list]:
+    """``INSERT … RETURNING <pk> AS pk`` for one instance."""
+    table, pk, _fields = _layout(type(instance), connection.vendor)
+    names, placeholders, params = _values(instance, refs, ref_sql)
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(placeholders)}) RETURNING {pk} AS pk", params
 
 
 def _cursor():
@@ -79,16 +84,45 @@ def _saved(instance: models.Model, pk) -> None:
     instance._state.db = connection.alias
 
 
-def _ctes(rows: list[Row]) -> tuple[list[str], list]:
+def _check(rows: list[Row]) -> None:
     for position, row in enumerate(rows):
         if any(index >= position for index in row.refs.values()):
             raise ValueError("a row may only point at an earlier row")
-    parts, params = [], []
+
+
+def _ctes(rows: list[Row]) -> tuple[list[str], list, list[list[int]]]:
+    """The data-modifying CTEs ``w0, w1, …`` and their parameters, and which rows each CTE inserts.
+
+    Consecutive rows of one model with the same columns that no other row points at share one multi-row
+    INSERT (an escalation's outbox rows, say): one executor node, one statement-level trigger call.
+    RETURNING gives their keys in VALUES order, as Django's bulk_create also relies on.
+    """
+    _check(rows)
+    pointed_at = {index for row in rows for index in row.refs.values()}
+    cte_of: dict[int, int] = {}
+    groups: list[list[int]] = []
+    shapes: list[tuple] = []  # per CTE: (model, columns, may grow)
+    values: list[list[str]] = []
+    params: list[list] = []
     for index, row in enumerate(rows):
-        sql, row_params = _insert_sql(row.instance, row.refs, lambda i: f"(SELECT pk FROM w{i})")
-        parts.append(f"w{index} AS ({sql})")
-        params.extend(row_params)
-    return parts, params
+        names, placeholders, row_params = _values(row.instance, row.refs, lambda i: f"(SELECT pk FROM w{cte_of[i]})")
+        shape = (type(row.instance), names)
+        if groups and index not in pointed_at and shapes[-1] == (*shape, True):
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+            shapes.append((*shape, index not in pointed_at))
+            values.append([])
+            params.append([])
+        cte_of[index] = len(groups) - 1
+        values[-1].append(f"({', '.join(placeholders)})")
+        params[-1].extend(row_params)
+    parts = []
+    for number, ((model, names, _grows), rows_sql) in enumerate(zip(shapes, values, strict=True)):
+        table, pk, _fields = _layout(model, connection.vendor)
+        parts.append(f"w{number} AS (INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join(rows_sql)} "
+                     f"RETURNING {pk} AS pk)")  # fmt: skip
+    return parts, [p for group in params for p in group], groups
 
 
 def _insert_one_by_one(rows: list[Row]) -> None:
@@ -106,16 +140,20 @@ def insert_together(rows: list[Row]) -> None:
     if not rows:
         return
     if connection.vendor != "postgresql":
-        _ctes(rows)  # the same checks
+        _check(rows)
         _insert_one_by_one(rows)
         return
-    parts, params = _ctes(rows)
-    keys = " UNION ALL ".join(f"SELECT {i} AS n, pk::text FROM w{i}" for i in range(len(rows)))
+    parts, params, groups = _ctes(rows)
+    keys = " UNION ALL ".join(f"(SELECT {i} AS n, pk::text FROM w{i})" for i in range(len(groups)))
     with _cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} {keys}", params)
-        found = dict(cursor.fetchall())
-    for index, row in enumerate(rows):
-        _saved(row.instance, found[index])
+        found: dict[int, list] = {}
+        for number, pk in cursor.fetchall():
+            found.setdefault(number, []).append(pk)
+    for number, members in enumerate(groups):
+        for index, pk in zip(members, found[number], strict=True):
+            _saved(rows[index].instance, pk)
+    for row in rows:
         for name, target in row.refs.items():
             setattr(row.instance, name, rows[target].instance)
 
@@ -131,12 +169,12 @@ def insert_then(rows: list[Row], sql: str, params: list) -> tuple:
         raise ValueError("insert_then needs rows whose keys are set in Python")
     if connection.vendor != "postgresql":
         with transaction.atomic():
-            _ctes(rows)
+            _check(rows)
             _insert_one_by_one(rows)
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
-    parts, row_params = _ctes(rows)
+    parts, row_params, _groups = _ctes(rows)
     with _cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} {sql}", [*row_params, *params])
         result = cursor.fetchone()

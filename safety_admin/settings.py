@@ -157,6 +157,11 @@ else:
     _db.setdefault("OPTIONS", {})
     # Fail fast when PostgreSQL is unreachable: the gateway must answer 503 quickly.
     _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 2))
+    # psycopg prepares a statement after it ran this many times on a connection. Only the request path's
+    # server-binding cursor (safety_admin/dbbackends) uses it: Django's own cursors bind on the client. Set 0 to
+    # turn it off behind a transaction-mode pooler such as PgBouncer.
+    _prepare = env_int("DB_PREPARE_THRESHOLD", 5)
+    _db["OPTIONS"].setdefault("prepare_threshold", _prepare if _prepare > 0 else None)
     _db["CONN_HEALTH_CHECKS"] = True
     test_name = env_str("SAFETY_TEST_DB")
     if test_name:

@@ -41,8 +41,8 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
         parses and plans it afresh. ``safety_admin.db`` sends the request path's INSERTs (the same text on every
         request) through this one instead, which costs less CPU on both sides. It is a normal Django cursor
         otherwise: errors become ``django.db`` errors, queries are logged under DEBUG and counted in metrics.
-        Prepared statements live per connection, so a pooler in transaction mode (PgBouncer) would need
-        ``prepare_threshold: None`` in OPTIONS.
+        Prepared statements live per connection, so behind a pooler in transaction mode (PgBouncer) set
+        ``DB_PREPARE_THRESHOLD=0`` (settings.py; default 5).
         """
         self.close_if_health_check_failed()
         self.ensure_connection()

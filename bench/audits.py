@@ -165,10 +165,6 @@ class _SealingWorker:
         return cpu, server
 
 
-def _start_sealing_worker() -> "_SealingWorker":
-    return _SealingWorker()
-
-
 def _run_writers(func, per_writer: int) -> tuple[float, float, float]:
     """(wall seconds from the common start to the last writer's end, writer CPU, backend CPU)."""
     from django.db import connections
@@ -210,7 +206,7 @@ def bench_append(per_writer: int) -> None:
     # (the forked writers inherit it), with a real worker process doing the chaining.
     in_mode, settings.AUDIT_SEALER = settings.AUDIT_SEALER, "workers"
     for name, func in (("plain INSERT", _plain_writer), ("chained", _chained_writer)):
-        sealing = _start_sealing_worker() if func is _chained_writer else None
+        sealing = _SealingWorker() if func is _chained_writer else None
         try:
             wall, client, server = _run_writers(func, per_writer)
             if sealing:  # the clock runs until the worker has chained every event

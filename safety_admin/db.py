@@ -25,10 +25,15 @@ from django.db.models.fields import NOT_PROVIDED
 
 @dataclass
 class Row:
-    """An unsaved instance, and which of its foreign keys take the key of an earlier row in the batch."""
+    """An unsaved instance, and which of its foreign keys take the key of an earlier row in the batch.
+
+    ``announce``: a PostgreSQL NOTIFY channel; the statement also sends ``NOTIFY <channel>, '<key>,<key>…'`` with
+    the keys of every row that names it, delivered when the transaction commits (dropped on rollback).
+    """
 
     instance: models.Model
     refs: dict[str, int] = field(default_factory=dict)  # field name -> index of the row it points at
+    announce: str = ""
 
 
 @lru_cache(maxsize=64)
@@ -101,12 +106,12 @@ def _ctes(rows: list[Row]) -> tuple[list[str], list, list[list[int]]]:
     pointed_at = {index for row in rows for index in row.refs.values()}
     cte_of: dict[int, int] = {}
     groups: list[list[int]] = []
-    shapes: list[tuple] = []  # per CTE: (model, columns, may grow)
+    shapes: list[tuple] = []  # per CTE: (model, columns, channel, may grow)
     values: list[list[str]] = []
     params: list[list] = []
     for index, row in enumerate(rows):
         names, placeholders, row_params = _values(row.instance, row.refs, lambda i: f"(SELECT pk FROM w{cte_of[i]})")
-        shape = (type(row.instance), names)
+        shape = (type(row.instance), names, row.announce)
         if groups and index not in pointed_at and shapes[-1] == (*shape, True):
             groups[-1].append(index)
         else:
@@ -118,11 +123,28 @@ def _ctes(rows: list[Row]) -> tuple[list[str], list, list[list[int]]]:
         values[-1].append(f"({', '.join(placeholders)})")
         params[-1].extend(row_params)
     parts = []
-    for number, ((model, names, _grows), rows_sql) in enumerate(zip(shapes, values, strict=True)):
+    announced: dict[str, list[int]] = {}
+    for number, ((model, names, channel, _grows), rows_sql) in enumerate(zip(shapes, values, strict=True)):
         table, pk, _fields = _layout(model, connection.vendor)
         parts.append(f"w{number} AS (INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join(rows_sql)} "
                      f"RETURNING {pk} AS pk)")  # fmt: skip
-    return parts, [p for group in params for p in group], groups
+        if channel:
+            announced.setdefault(channel, []).append(number)
+    flat = [p for group in params for p in group]
+    for number, (channel, ctes) in enumerate(announced.items()):
+        keys = " UNION ALL ".join(f"SELECT pk FROM w{i}" for i in ctes)
+        parts.append(f"n{number} AS (SELECT pg_notify(%s, (SELECT string_agg(pk::text, ',') FROM ({keys}) k)))")
+        flat.append(channel)
+    return parts, flat, groups
+
+
+def _with_notifies(parts: list[str], select: str) -> str:
+    """``WITH <parts> <select>``, joined to the ``n…`` CTEs so that their NOTIFYs run (PostgreSQL evaluates a
+    CTE without side effects only when the query reads it)."""
+    notifies = [part.split(" ", 1)[0] for part in parts if part.startswith("n")]
+    if notifies:
+        select = f"SELECT q.* FROM ({select}) q, {', '.join(notifies)}"
+    return f"WITH {', '.join(parts)} {select}"
 
 
 def _insert_one_by_one(rows: list[Row]) -> None:
@@ -146,7 +168,7 @@ def insert_together(rows: list[Row]) -> None:
     parts, params, groups = _ctes(rows)
     keys = " UNION ALL ".join(f"(SELECT {i} AS n, pk::text FROM w{i})" for i in range(len(groups)))
     with _cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(parts)} {keys}", params)
+        cursor.execute(_with_notifies(parts, keys), params)
         found: dict[int, list] = {}
         for number, pk in cursor.fetchall():
             found.setdefault(number, []).append(pk)
@@ -167,6 +189,8 @@ def insert_then(rows: list[Row], sql: str, params: list) -> tuple:
     """
     if any(row.instance.pk is None for row in rows):
         raise ValueError("insert_then needs rows whose keys are set in Python")
+    if any(row.announce for row in rows):
+        raise ValueError("insert_then does not announce rows; use insert_together")
     if connection.vendor != "postgresql":
         with transaction.atomic():
             _check(rows)

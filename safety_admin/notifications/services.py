@@ -23,7 +23,7 @@ from rq.job import Job, JobStatus
 from audits.services import audit_event_record
 from review.models import SEVERITY_ORDER, Escalation
 from safety_admin.db import Row, insert_together
-from safety_admin.notifications import dispatch, messages, pagerduty, slack
+from safety_admin.notifications import dispatch, listener, messages, pagerduty, slack
 from safety_admin.notifications.errors import DeliveryError
 from safety_admin.notifications.models import (
     AttemptOutcome,
@@ -157,7 +157,7 @@ def notification_escalation_decided(*, escalation) -> None:
                          next_attempt_at=now) for first in created]  # fmt: skip
     for row in rows:
         row.full_clean(exclude=["escalation", "depends_on"], validate_unique=False, validate_constraints=False)
-    insert_together([Row(row) for row in rows])
+    insert_together([Row(row, announce=listener.OUTBOX_CHANNEL) for row in rows])
     _dispatch_on_commit([(row.pk, 1) for row in rows])
 
 

@@ -25,7 +25,6 @@ from safety_admin.accounts.models import TIER_MAX_SEVERITY, Tier, tier_allows_se
 from safety_admin.db import Row, insert_together
 from safety_admin.detectors import REASON_CODES
 from safety_admin.inference.models import InferenceRequest, RequestStatus
-from safety_admin.notifications.listener import OUTBOX_CHANNEL
 from safety_admin.notifications.services import (
     notification_escalation_decided,
     notification_outbox_new,
@@ -102,12 +101,10 @@ def escalation_create(
     )
     # ``request`` was saved (or is inserted below) in this transaction: no query to check that it exists.
     escalation.full_clean(exclude=["request"], validate_unique=False)
-    outbox = notification_outbox_new(escalation=escalation)
-    # The escalation and its outbox rows in one statement: notifications cost the request path no round trip.
     first = [Row(request)] if insert_request else []
-    at = len(first)
-    insert_together([*first, Row(escalation), *(Row(row, refs={"escalation": at}, announce=OUTBOX_CHANNEL)
-                                                 for row in outbox)])  # fmt: skip
+    outbox = notification_outbox_new(escalation=escalation, escalation_at=len(first))
+    # The escalation and its outbox rows in one statement: notifications cost the request path no round trip.
+    insert_together([*first, Row(escalation), *outbox])
     notification_outbox_written(outbox)
     metrics.ESCALATIONS.labels(severity=severity).inc()
     return escalation

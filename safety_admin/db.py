@@ -95,12 +95,12 @@ def _check(rows: list[Row]) -> None:
             raise ValueError("a row may only point at an earlier row")
 
 
-def _ctes(rows: list[Row]) -> tuple[list[str], list, list[list[int]]]:
+def _ctes(rows: list[Row]) -> tuple[list[str], list, list[list[int]], list[str]]:
     """The data-modifying CTEs ``w0, w1, …`` and their parameters, and which rows each CTE inserts.
 
     Consecutive rows of one model with the same columns that no other row points at share one multi-row
-    INSERT (an escalation's outbox rows, say): one executor node, one statement-level trigger call.
-    RETURNING gives their keys in VALUES order, as Django's bulk_create also relies on.
+    INSERT (an escalation's outbox rows, say): one executor node. RETURNING gives their keys in VALUES order,
+    as Django's bulk_create also relies on. Announced rows add one ``n…`` CTE per channel (``_with_notifies``).
     """
     _check(rows)
     pointed_at = {index for row in rows for index in row.refs.values()}
@@ -131,17 +131,18 @@ def _ctes(rows: list[Row]) -> tuple[list[str], list, list[list[int]]]:
         if channel:
             announced.setdefault(channel, []).append(number)
     flat = [p for group in params for p in group]
+    notifies = []
     for number, (channel, ctes) in enumerate(announced.items()):
         keys = " UNION ALL ".join(f"SELECT pk FROM w{i}" for i in ctes)
+        notifies.append(f"n{number}")
         parts.append(f"n{number} AS (SELECT pg_notify(%s, (SELECT string_agg(pk::text, ',') FROM ({keys}) k)))")
         flat.append(channel)
-    return parts, flat, groups
+    return parts, flat, groups, notifies
 
 
-def _with_notifies(parts: list[str], select: str) -> str:
-    """``WITH <parts> <select>``, joined to the ``n…`` CTEs so that their NOTIFYs run (PostgreSQL evaluates a
-    CTE without side effects only when the query reads it)."""
-    notifies = [part.split(" ", 1)[0] for part in parts if part.startswith("n")]
+def _with_notifies(parts: list[str], notifies: list[str], select: str) -> str:
+    """``WITH <parts> <select>``, joined to the ``notifies`` CTEs so that their NOTIFYs run (PostgreSQL
+    evaluates a CTE without side effects only when the query reads it)."""
     if notifies:
         select = f"SELECT q.* FROM ({select}) q, {', '.join(notifies)}"
     return f"WITH {', '.join(parts)} {select}"
@@ -165,10 +166,10 @@ def insert_together(rows: list[Row]) -> None:
         _check(rows)
         _insert_one_by_one(rows)
         return
-    parts, params, groups = _ctes(rows)
+    parts, params, groups, notifies = _ctes(rows)
     keys = " UNION ALL ".join(f"(SELECT {i} AS n, pk::text FROM w{i})" for i in range(len(groups)))
     with _cursor() as cursor:
-        cursor.execute(_with_notifies(parts, keys), params)
+        cursor.execute(_with_notifies(parts, notifies, keys), params)
         found: dict[int, list] = {}
         for number, pk in cursor.fetchall():
             found.setdefault(number, []).append(pk)
@@ -198,7 +199,7 @@ def insert_then(rows: list[Row], sql: str, params: list) -> tuple:
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
-    parts, row_params, _groups = _ctes(rows)
+    parts, row_params, _groups, _notifies = _ctes(rows)  # no announced rows here (checked above)
     with _cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} {sql}", [*row_params, *params])
         result = cursor.fetchone()

@@ -1,8 +1,7 @@
 """Turns PostgreSQL's ``NOTIFY safety_outbox`` into RQ delivery jobs, in a worker process.
 
 The statement that inserts new outbox rows also sends ``NOTIFY safety_outbox, '<ids>'`` (``Row.announce`` in
-``safety_admin/db.py``; a trigger did it before migration 0004, at twice the cost), which reaches listeners when
-the transaction commits.
+``safety_admin/db.py``), which reaches listeners when the transaction commits.
 One listener at a time does the enqueueing (a session advisory lock elects it; another worker takes over
 within ``LOCK_RETRY_SECONDS`` when its process dies), so a row gets one job, not one per worker. Whatever it
 misses — it was down, Redis was down, a NOTIFY was lost with a dropped connection — ``notification_sweep``
@@ -19,7 +18,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 # New outbox rows are announced here by the statement that inserts them (safety_admin.db.Row.announce).
-OUTBOX_CHANNEL = CHANNEL = "safety_outbox"
+OUTBOX_CHANNEL = "safety_outbox"
 LOCK_KEY = 0x5AFE_0B0C
 LOCK_RETRY_SECONDS = 5.0
 RECONNECT_SECONDS = 2.0
@@ -64,7 +63,7 @@ class OutboxListener(threading.Thread):
         while not conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
             if self._halt.wait(LOCK_RETRY_SECONDS):
                 return
-        conn.execute(f"LISTEN {CHANNEL}")
+        conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
         self.listening.set()
         self._catch_up()
         while not self._halt.is_set():

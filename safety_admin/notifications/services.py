@@ -88,7 +88,7 @@ def _dispatch_on_commit(rows: list[tuple[int, int]]) -> None:
     """After commit, get the new rows' first jobs queued without the request path waiting on Redis.
 
     PostgreSQL: nothing to do here. The outbox trigger's NOTIFY reaches a worker's OutboxListener at commit
-    (migration 0003, ``listener.py``). SQLite (``make run``): hand them to this process's dispatcher thread.
+    (``Row.announce``, ``listener.py``). SQLite (``make run``): hand them to this process's dispatcher thread.
     """
     if rows and transaction.get_connection().vendor != "postgresql":
         transaction.on_commit(lambda: dispatch.submit(rows), robust=True)
@@ -122,22 +122,28 @@ def _wanted_channels(severity: str) -> list[str]:
     return channels
 
 
-def notification_outbox_new(*, escalation) -> list[Notification]:
+def _outbox(rows: list[Notification], refs: dict[str, int] | None = None) -> list[Row]:
+    """Outbox rows for ``insert_together``, announced to the workers' OutboxListener when the statement commits."""
+    return [Row(row, refs=dict(refs or {}), announce=listener.OUTBOX_CHANNEL) for row in rows]
+
+
+def notification_outbox_new(*, escalation, escalation_at: int) -> list[Row]:
     """The outbox rows a new escalation needs (one per configured channel whose minimum severity is met).
 
-    Unsaved: the caller inserts them in the statement that inserts the escalation
-    (``safety_admin.db.insert_together``), then calls ``notification_outbox_written``. One statement for both
-    keeps notifications off the request path's clock (issue 8: creation with them on at most 1.1 times off).
+    Unsaved, for the caller's ``insert_together`` batch, where the escalation is row ``escalation_at``; the
+    caller then calls ``notification_outbox_written``. One statement for both keeps notifications off the
+    request path's clock (issue 8: creation with them on at most 1.1 times off).
     """
     channels = _wanted_channels(escalation.severity)
     now = timezone.now()
     # Built from the Channel and Kind constants and a timestamp: nothing here for full_clean to find.
-    return [Notification(escalation=escalation, channel=c, kind=Kind.CREATED, next_attempt_at=now) for c in channels]
+    rows = [Notification(escalation=escalation, channel=c, kind=Kind.CREATED, next_attempt_at=now) for c in channels]
+    return _outbox(rows, {"escalation": escalation_at})
 
 
-def notification_outbox_written(rows: list[Notification]) -> None:
+def notification_outbox_written(rows: list[Row]) -> None:
     """Hand the new rows' delivery jobs to the dispatcher once the transaction commits."""
-    _dispatch_on_commit([(row.pk, 1) for row in rows])
+    _dispatch_on_commit([(row.instance.pk, 1) for row in rows])
 
 
 @transaction.atomic(savepoint=False)
@@ -157,8 +163,9 @@ def notification_escalation_decided(*, escalation) -> None:
                          next_attempt_at=now) for first in created]  # fmt: skip
     for row in rows:
         row.full_clean(exclude=["escalation", "depends_on"], validate_unique=False, validate_constraints=False)
-    insert_together([Row(row, announce=listener.OUTBOX_CHANNEL) for row in rows])
-    _dispatch_on_commit([(row.pk, 1) for row in rows])
+    outbox = _outbox(rows)
+    insert_together(outbox)
+    notification_outbox_written(outbox)
 
 
 # --- delivery ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ one request (503, fail closed) and is then closed and replaced, as Django does o
 """
 
 import time
+from functools import cached_property
 
 import psycopg
 from django_prometheus.db.backends.postgresql.base import DatabaseWrapper as PrometheusDatabaseWrapper
@@ -46,8 +47,10 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
         """
         self.close_if_health_check_failed()
         self.ensure_connection()
-        factory = self.__dict__.get("_server_cursor_factory")
-        if factory is None:
-            factory = self._server_cursor_factory = ExportingCursorWrapper(psycopg.Cursor, self.alias, self.vendor)
         with self.wrap_database_errors:
-            return self._prepare_cursor(factory(self.connection))
+            return self._prepare_cursor(self._server_cursor_class(self.connection))
+
+    @cached_property
+    def _server_cursor_class(self):
+        """psycopg's server-binding cursor, counted in django_prometheus's query metrics like the others."""
+        return ExportingCursorWrapper(psycopg.Cursor, self.alias, self.vendor)

@@ -113,8 +113,6 @@ def start_periodic(interval: float) -> threading.Thread:
     """
 
     def tick() -> None:
-        from django.db import close_old_connections
-
         from audits.models import AuditEvent
 
         while True:
@@ -124,7 +122,6 @@ def start_periodic(interval: float) -> threading.Thread:
                     _wake_thread()
             except Exception:  # the database may be down: try again next tick, on a fresh connection
                 log.warning("audit seal check failed", extra={"event": "audits.seal_failed"})
-                close_old_connections()
                 connection.close()
 
     thread = threading.Thread(target=tick, name="audit-seal-ticker", daemon=True)

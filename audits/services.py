@@ -49,11 +49,20 @@ def _clean_text(value: Any, limit: int) -> str:
 
 
 def _str_keys(value: Any) -> bool:
-    """True when every dict inside ``value`` has only str keys (JSON would turn other keys into strings)."""
-    if isinstance(value, dict):
-        return all(type(key) is str and _str_keys(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return all(_str_keys(item) for item in value)
+    """True when every dict inside ``value`` has only str keys (JSON would turn other keys into strings).
+
+    A loop over a stack rather than recursion through generators: it runs on every audited request."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if type(key) is not str:
+                    return False
+                if isinstance(inner, dict | list | tuple):
+                    stack.append(inner)
+        elif isinstance(item, list | tuple):
+            stack.extend(inner for inner in item if isinstance(inner, dict | list | tuple))
     return True
 
 

@@ -15,10 +15,15 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 TOKEN_PREFIX = "v1"
 BAD_KEY = "PII_ENCRYPTION_KEY must be 32 bytes, given as 64 hex characters or base64."
@@ -29,7 +34,13 @@ def pseudonymize(identifier: str) -> str:
     """A stable keyed HMAC of ``identifier`` (``u_`` + 16 hex chars); the same id always maps the same way."""
     if not identifier:
         return ""
-    digest = hmac.new(settings.PSEUDONYM_KEY.encode(), identifier.encode(), hashlib.sha256).hexdigest()
+    return _pseudonym(settings.PSEUDONYM_KEY, identifier)
+
+
+@lru_cache(maxsize=4096)
+def _pseudonym(key: str, identifier: str) -> str:
+    # Cached: the request path asks for the same few principals' pseudonyms several times per request.
+    digest = hmac.new(key.encode(), identifier.encode(), hashlib.sha256).hexdigest()
     return f"u_{digest[:16]}"
 
 
@@ -49,17 +60,22 @@ def decode_key_bytes(raw: str, *, length: int, error: str) -> bytes:
     raise ImproperlyConfigured(error)
 
 
-_dev_key_cache: dict[Path, bytes] = {}
+_dev_key_cache: dict[tuple[str, str], bytes] = {}
 
 
 def development_key_file(name: str, generate: Callable[[], bytes]) -> bytes:
-    """The bytes of ``DATA_DIR/<name>``, created once (0600, atomically) when missing. Never in production."""
+    """The bytes of ``DATA_DIR/<name>``, created once (0600, atomically) when missing. Never in production.
+
+    Read once per process and data directory: every audited request encrypts, and a stat per call cost more
+    than the encryption. Deleting the data directory under running processes is not supported (they would keep
+    the old key while new processes generate another)."""
     if settings.PRODUCTION:
         raise ImproperlyConfigured(f"{name}: keys must come from the environment when SAFETY_ENV=production")
-    path = Path(settings.DATA_DIR) / name
-    cached = _dev_key_cache.get(path)
-    if cached is not None and path.exists():
+    cache_key = (str(settings.DATA_DIR), name)
+    cached = _dev_key_cache.get(cache_key)
+    if cached is not None:
         return cached
+    path = Path(settings.DATA_DIR) / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -72,24 +88,31 @@ def development_key_file(name: str, generate: Callable[[], bytes]) -> bytes:
     for _ in range(50):  # the winner may still be writing
         content = path.read_bytes()
         if content:
-            _dev_key_cache[path] = content
+            _dev_key_cache[cache_key] = content
             return content
         time.sleep(0.01)
     raise ImproperlyConfigured(f"{path} is empty; delete it to generate a new development key")
 
 
-_aes_cache: dict[str, bytes] = {}
+def _raw_pii_key() -> str:
+    return (
+        settings.PII_ENCRYPTION_KEY
+        or development_key_file("pii-encryption.key", lambda: secrets.token_hex(32).encode()).decode()
+    )
+
+
+@lru_cache(maxsize=8)
+def _cipher(raw: str) -> tuple[bytes, str, "AESGCM"]:
+    """(key, key id, AESGCM) for a configured key: every audited request encrypts, so decode and set up once."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key = decode_key_bytes(raw, length=32, error=BAD_KEY)
+    return key, _key_id(key), AESGCM(key)
 
 
 def pii_key() -> bytes:
     """The 32-byte AES-GCM key: PII_ENCRYPTION_KEY, or the development key file."""
-    raw = (
-        settings.PII_ENCRYPTION_KEY
-        or development_key_file("pii-encryption.key", lambda: secrets.token_hex(32).encode()).decode()
-    )
-    if raw not in _aes_cache:
-        _aes_cache[raw] = decode_key_bytes(raw, length=32, error=BAD_KEY)
-    return _aes_cache[raw]
+    return _cipher(_raw_pii_key())[0]
 
 
 def _key_id(key: bytes) -> str:
@@ -98,30 +121,27 @@ def _key_id(key: bytes) -> str:
 
 def encrypt_identifier(identifier: str, *, context: str = "") -> str:
     """``v1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>``; ``context`` is bound as associated data."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     if not identifier:
         return ""
-    key = pii_key()
+    _key, key_id, aead = _cipher(_raw_pii_key())
     nonce = secrets.token_bytes(12)
-    sealed = AESGCM(key).encrypt(nonce, identifier.encode(), context.encode())
-    return f"{TOKEN_PREFIX}:{_key_id(key)}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
+    sealed = aead.encrypt(nonce, identifier.encode(), context.encode())
+    return f"{TOKEN_PREFIX}:{key_id}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
 
 
 def decrypt_identifier(token: str, *, context: str = "") -> str:
     """The identifier inside ``token``; ValueError(BAD_TOKEN) when it is malformed, altered or from another key."""
     from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     try:
         prefix, key_id, body = token.split(":")
         blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, binascii.Error):
         raise ValueError(BAD_TOKEN) from None
-    key = pii_key()
-    if prefix != TOKEN_PREFIX or key_id != _key_id(key) or len(blob) < 12 + 16:
+    _key, expected_id, aead = _cipher(_raw_pii_key())
+    if prefix != TOKEN_PREFIX or key_id != expected_id or len(blob) < 12 + 16:
         raise ValueError(BAD_TOKEN)
     try:
-        return AESGCM(key).decrypt(blob[:12], blob[12:], context.encode()).decode()
+        return aead.decrypt(blob[:12], blob[12:], context.encode()).decode()
     except InvalidTag:
         raise ValueError(BAD_TOKEN) from None

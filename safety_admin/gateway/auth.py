@@ -15,6 +15,7 @@ from safety_admin.ttl_cache import TtlCache
 
 KEY_PREFIX = "sa_"
 VALID_TIERS = {t.value for t in Tier}
+PROFILE_MAX_LENGTH = 100  # InferenceRequest.profile and ApiKey.profile
 
 
 class AuthenticationFailed(Exception):
@@ -127,6 +128,8 @@ def _from_jwt(token: str) -> Principal:
     if not isinstance(sub, str) or not sub or len(sub) > 150 or tier not in VALID_TIERS:
         raise AuthenticationFailed("invalid token claims")
     profile = claims.get("profile") if isinstance(claims.get("profile"), str) else ""
+    if len(profile) > PROFILE_MAX_LENGTH:
+        raise AuthenticationFailed("invalid token claims")
     return Principal(principal_id=f"jwt:{sub}", tier=tier, label=f"jwt {pseudonymize('jwt:' + sub)}", profile=profile)
 
 

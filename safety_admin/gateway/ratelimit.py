@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -31,6 +32,12 @@ return {allowed, wait_ms}
 """
 
 
+@lru_cache(maxsize=4)
+def _script(client):
+    """The registered script for a client: registering hashes the source, which every request would repeat."""
+    return client.register_script(_TOKEN_BUCKET)
+
+
 @dataclass(frozen=True)
 class RateDecision:
     allowed: bool
@@ -48,7 +55,5 @@ def limit_for_tier(tier: str) -> int:
 def rate_limit_take(pseudonym: str, tier: str) -> RateDecision:
     """Take one token for the principal. Redis errors propagate: the caller fails closed."""
     per_minute = max(1, limit_for_tier(tier))
-    client = fast_redis()
-    script = client.register_script(_TOKEN_BUCKET)
-    allowed, wait_ms = script(keys=[f"safety:rl:{pseudonym}"], args=[per_minute / 60.0, per_minute])
+    allowed, wait_ms = _script(fast_redis())(keys=[f"safety:rl:{pseudonym}"], args=[per_minute / 60.0, per_minute])
     return RateDecision(allowed=bool(allowed), retry_after=max(1, math.ceil(int(wait_ms) / 1000)))

@@ -109,6 +109,7 @@ def test_valid_jwt_is_accepted_with_its_tier(client, settings):
         ),
         pytest.param(lambda: token(tier="admin"), id="unknown-tier"),
         pytest.param(lambda: token(sub=""), id="empty-sub"),
+        pytest.param(lambda: token(profile="p" * 101), id="over-long-profile"),
         pytest.param(lambda: "not.a.jwt", id="garbage"),
         pytest.param(
             lambda: jwt.encode({"sub": "a", "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS512"),

@@ -1,10 +1,13 @@
 """Policies: import + compile + publish of 100k entries (target ≤ 5 s), time from publish to every process
 switched (two gunicorn workers and an rqworker), and memory per process for the compiled ruleset at 100k and 1M.
 
-The switch is measured twice in the same run: first with the publisher's compiled form not shared (every
-process reads the snapshot and compiles it itself, as before ``sharing``), then as deployed (every process
-loads the compiled form the publisher stored in Redis). Each process reports how it got the version and the
-CPU time its listener thread spent loading it.
+The processes run before the import, so the measured publish includes waiting for them to stage the version.
+The switch is measured twice in the same run: first with the publisher's compiled form not shared (no staging:
+every process reads the snapshot and compiles it itself once the version is active, as before ``sharing``),
+then as deployed (every process loads the compiled form the publisher stored in Redis before the activation and
+swaps it in on the announcement). Each switch is counted from the activation (the commit, just before the
+announcement: the 1 s target) and from the start of the publish call. Each process reports how it got the
+version (``via`` staged or loaded, ``source`` shared or compiled) and the CPU time its listener spent loading it.
 
 Baselines measured in the same run: a plain ``bulk_create`` of the same rows (no parsing, validation, snapshot
 or compile), a bare Redis pub/sub round trip, the switch with every process compiling, and the memory of the
@@ -219,6 +222,38 @@ def _figures(acks: list[dict], name: str) -> str:
     return ", ".join(f"{a.get(name, 0):.2f}" for a in sorted(acks, key=lambda a: a["process"]))
 
 
+def _warm_up(port: int, key: str, version: int | None, timeout: float = 300) -> bool:
+    """Send requests until all three processes run (and so follow announcements) and report ``version``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _wait_acks(version, 3, 0.5) is None:
+        threads = [threading.Thread(target=_post, args=(port, key, "hello")) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return _wait_acks(version, 3, 1) is not None
+
+
+def _switched(version, started: float) -> tuple[list[dict], float, float] | None:
+    """Every process's report on ``version``, then the last switch counted from the activation (the commit, just
+    before the announcement) and from the start of the publish call."""
+    acks = _wait_acks(version.number, 3, 600)
+    if acks is None:
+        return None
+    last = max(a["at"] for a in acks)
+    return acks, last - version.active_since, last - started
+
+
+def _staging(version) -> str:
+    staging = version.staging
+    if not staging["shared"]:
+        return "no staging (compiled form not shared)"
+    return (
+        f"staging: {staging['staged']} of {staging['processes']} live processes staged it "
+        f"({staging['reported']} answered) in {staging['wait_s']:.2f} s"
+    )
+
+
 def _import_and_switch(n: int, url: str) -> bool:
     import redis
     from django.conf import settings
@@ -243,44 +278,51 @@ def _import_and_switch(n: int, url: str) -> bool:
     baseline = time.perf_counter() - started
     scratch.delete()
 
-    progress(f"import + compile + publish of {n:,} entries")
-    started = time.perf_counter()
-    report = services.blocklist_import(
-        actor_label="bench", list_name="bench", data=path.read_bytes(), filename=path.name, reason_code="HATE"
-    )
-    imported = time.perf_counter()
-    version = services.policy_publish(actor_label="bench", note="bench import")
-    total = time.perf_counter() - started
-    if report.imported != n or report.errors:
-        print(f"  !! import failed: {report.errors[:5]}")
-        return False
-    print(
-        f"  import+compile+publish {n:,} entries: {total:.2f} s (import {imported - started:.2f} s, "
-        f"snapshot+compile+publish {total - (imported - started):.2f} s) | target ≤ {TARGET_IMPORT_SECONDS} s"
-        f" | baseline bulk_create {baseline:.2f} s | ratio {total / baseline:.1f}x"
-    )
-    ok = total <= TARGET_IMPORT_SECONDS if n >= 100_000 else True
-
+    # The processes run before the import, as in a deployment: the publish waits for them to stage the version.
     progress("starting gunicorn (2 workers) and an rqworker on that database")
     env = child_env(DATABASE_URL=url, POLICY_POLL_SECONDS="2")
     key = api_key_create(name="bench", tier="privileged", profile="", actor_label="bench")[1]
     port = free_port()
     procs = [start_gunicorn(env, port, workers=2), start_worker(env)]
     try:
-        progress(f"warming up: every process loads v{version.number} ({n:,} entries) and reports it")
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and _wait_acks(version.number, 3, 0.5) is None:
-            threads = [threading.Thread(target=_post, args=(port, key, "hello")) for _ in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        if _wait_acks(version.number, 3, 1) is None:
-            print("  !! not every process reported the first version; switch time not measured")
+        progress("warming up: every process serves traffic on the shipped packs and reports it")
+        if not _warm_up(port, key, None, timeout=120):
+            print("  !! not every process reported the shipped packs; nothing measured")
             return False
+
+        progress(f"import + compile + publish of {n:,} entries (3 live processes stage it)")
+        started = time.perf_counter()
+        started_wall = time.time()
+        report = services.blocklist_import(
+            actor_label="bench", list_name="bench", data=path.read_bytes(), filename=path.name, reason_code="HATE"
+        )
+        imported = time.perf_counter()
+        version = services.policy_publish(actor_label="bench", note="bench import")
+        total = time.perf_counter() - started
+        if report.imported != n or report.errors:
+            print(f"  !! import failed: {report.errors[:5]}")
+            return False
+        print(
+            f"  import+compile+publish {n:,} entries: {total:.2f} s (import {imported - started:.2f} s, "
+            f"snapshot+compile+publish {total - (imported - started):.2f} s, of which "
+            f"{version.staging['wait_s']:.2f} s waiting for the processes to stage it) | target ≤ "
+            f"{TARGET_IMPORT_SECONDS} s | baseline bulk_create {baseline:.2f} s | ratio {total / baseline:.1f}x"
+        )
+        ok = total <= TARGET_IMPORT_SECONDS if n >= 100_000 else True
+        first = _switched(version, started_wall)
+        if first is None:
+            print("  !! not every process switched to the first version; switch time not measured")
+            return False
+        acks, after_activation, _ = first
+        print(
+            f"  first version ({n:,} entries) → 3 processes switched {after_activation:.2f} s after the activation"
+            f" ({_staging(version)}; per process: via {sorted({a.get('via') for a in acks})}, source "
+            f"{sorted({a.get('source') for a in acks})})"
+        )
+
         blocklist = Blocklist.objects.get(name="bench")
         results = {}
-        for mode, shared in (("every process compiles", False), ("processes load the shared form", True)):
+        for mode, shared in (("every process compiles", False), ("processes stage the shared form", True)):
             services.entry_create(
                 actor_label="bench", blocklist_id=blocklist.pk, pattern=f"one more {mode}", reason_code="HATE"
             )
@@ -290,30 +332,36 @@ def _import_and_switch(n: int, url: str) -> bool:
             cpu = time.process_time()
             new = services.policy_publish(actor_label="bench", note=f"one more: {mode}")
             published, publish_cpu = time.time(), time.process_time() - cpu
-            acks = _wait_acks(new.number, 3, 600)
-            if acks is None:
+            switched = _switched(new, started)
+            if switched is None:
                 print("  !! processes did not switch within 600 s")
                 return False
-            last = max(a["at"] for a in acks)
-            results[mode] = switch = last - started
+            acks, after_activation, from_start = switched
+            results[mode] = (after_activation, from_start)
             print(
-                f"  publish → 3 processes switched at {n:,} entries, {mode}: {switch:.2f} s (publish call "
-                f"{published - started:.2f} s, CPU {publish_cpu:.2f} s; last process {last - published:.2f} s "
-                f"after the call returned; per process: source {sorted({a.get('source') for a in acks})}, load "
-                f"{_figures(acks, 'load_s')} s wall, {_figures(acks, 'load_cpu_s')} s CPU)"
+                f"  publish → 3 processes switched at {n:,} entries, {mode}: {after_activation:.2f} s after the "
+                f"activation, {from_start:.2f} s after the publish call started (call {published - started:.2f} s, "
+                f"CPU {publish_cpu:.2f} s; {_staging(new)}; activation {new.active_since - started:.2f} s into the "
+                f"call; per process: via {sorted({a.get('via') for a in acks})}, source "
+                f"{sorted({a.get('source') for a in acks})}, load {_figures(acks, 'load_s')} s wall, "
+                f"{_figures(acks, 'load_cpu_s')} s CPU)"
             )
-            if shared and any(a.get("source") != "shared" for a in acks):
-                print("  !! a process compiled the version instead of loading the shared form")
+            if shared and any((a.get("source"), a.get("via")) != ("shared", "staged") for a in acks):
+                print("  !! a process did not stage the shared form before the activation")
                 ok = False
         settings.POLICY_SHARE_COMPILED = True
         transport = _pubsub_round_trip(BENCH_REDIS_URL)
-        switch = results["processes load the shared form"]
-        baseline = results["every process compiles"]
+        switch, from_start = results["processes stage the shared form"]
+        baseline, baseline_start = results["every process compiles"]
+        met = switch <= TARGET_SWITCH_SECONDS
         print(
-            f"  publish → 3 processes switched at {n:,} entries: {switch:.2f} s | target ≤ {TARGET_SWITCH_SECONDS} s"
-            f" | baseline every process compiling {baseline:.2f} s, pub/sub round trip {transport * 1000:.2f} ms"
-            f" | ratio {switch / baseline:.2f}x"
+            f"  activation → 3 processes switched at {n:,} entries: {switch:.2f} s | target ≤ "
+            f"{TARGET_SWITCH_SECONDS} s ({'met' if met else 'missed'}) | from the publish call's start {from_start:.2f}"
+            f" s | baseline every process compiling {baseline:.2f} s after the activation ({baseline_start:.2f} s from"
+            f" the call's start), pub/sub round trip {transport * 1000:.2f} ms | ratio {switch / baseline:.2f}x"
         )
+        if n >= 100_000:
+            ok &= met
         runtime.reset()
         return ok
     finally:

@@ -228,6 +228,9 @@ POLICY_LISTENER = env_bool("POLICY_LISTENER", True)  # each process follows publ
 # of compiling their own (safety_admin/policies/sharing.py, docs/policies.md).
 POLICY_SHARE_COMPILED = env_bool("POLICY_SHARE_COMPILED", True)
 POLICY_POLL_SECONDS = env_float("POLICY_POLL_SECONDS", 5.0)  # fallback check when an announcement is missed
+# Publishing waits up to this long for every live process to load ("stage") the new version before it
+# commits the activation, so the switch itself is one reference swap per process (docs/policies.md).
+POLICY_STAGE_WAIT_SECONDS = env_float("POLICY_STAGE_WAIT_SECONDS", 5.0)
 POLICY_PREVIEW_RECENT = env_int("POLICY_PREVIEW_RECENT", 1000)  # stored requests a preview replays
 POLICY_CONFIRM_REFUSE_PERCENT = env_float("POLICY_CONFIRM_REFUSE_PERCENT", 1.0)  # newly refused share → confirm
 POLICY_CORPUS_DIR = Path(env_str("POLICY_CORPUS_DIR", str(BASE_DIR.parent / "shared" / "corpus" / "dev")))

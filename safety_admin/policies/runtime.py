@@ -3,13 +3,16 @@
 Callers only ever ask ``active_ruleset(profile, metadata=...)`` and ``steering_prompt(profile)``. Both read one
 module-level reference to an immutable ``PolicyState`` and do dict lookups: no database or Redis call per request.
 
-Distribution: publishing compiles the version, stores the compiled form in Redis (``sharing``: chunked,
-HMAC-authenticated, tied to the code that built it), then stores the active version number (``ACTIVE_KEY``) and
-announces it on ``CHANNEL``. A daemon thread per process (started on first use) listens, loads that compiled
-form beside the old state — or, when it is missing or not usable, reads the version from the database and
-compiles it — and swaps the reference. If Redis is unreachable the process keeps its last good state and
-re-reads the database's active version once Redis answers again. A fresh process loads the active version the
-same way (shared compiled form, else the database); with no published version it uses the shipped default packs.
+Distribution, in two phases: publishing compiles the version and stores the compiled form in Redis
+(``sharing``: chunked, HMAC-authenticated, tied to the code that built it), then — before its transaction
+commits — announces it on ``STAGE_CHANNEL`` and waits (at most ``POLICY_STAGE_WAIT_SECONDS``) until every live
+process reports it loaded beside the old state ("staged"). After the commit it stores the active version
+number (``ACTIVE_KEY``) and announces it on ``CHANNEL``; each process checks the database's active row and
+installs its staged state (one reference swap), or, when it staged nothing usable, loads the compiled form —
+or reads the version from the database and compiles it — then swaps. If Redis is unreachable the process keeps
+its last good state and re-reads the database's active version once Redis answers again. A fresh process
+loads the active version the same way (shared compiled form, else the database); with no published version it
+uses the shipped default packs.
 """
 
 import gc
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE_KEY = "policies:active_version"
 CHANNEL = "policies:published"
+STAGE_CHANNEL = "policies:staging"
 PROC_PREFIX = "policies:proc:"
 BUILTIN_LABEL = "builtin"
 SNAPSHOT_FORMAT = 1
@@ -144,6 +148,9 @@ class PolicyState:
     source: str = "compiled"
     load_seconds: float = 0.0
     load_cpu_seconds: float = 0.0
+    # the version row it was built from (``sharing.identity_of``) when known: a staged state is installed only
+    # when it matches the database's active row
+    identity: str = ""
 
     def lookup(self, profile: str, jurisdiction: str = "", context: str = "") -> tuple[Ruleset, str]:
         hit = self.routes.get((profile, jurisdiction, context))
@@ -233,10 +240,12 @@ def load_state_from_db() -> PolicyState:
             state = build_state(default_snapshot(), version=None, label=BUILTIN_LABEL)
         else:
             pk, number, created_at = row
-            state = load_shared(number, sharing.identity_of(pk, number, created_at))
+            identity = sharing.identity_of(pk, number, created_at)
+            state = load_shared(number, identity)
             if state is None:
                 snapshot = PolicyVersion.objects.filter(pk=pk).values_list("snapshot", flat=True).first()
                 state = build_state(snapshot, version=number, label=f"v{number}", consume=True)
+                state.identity = identity
                 del snapshot
     state.load_seconds, state.load_cpu_seconds = time.perf_counter() - wall, time.thread_time() - cpu
     _count(state.source)
@@ -273,7 +282,9 @@ def load_shared(number: int, identity: str, *, url: str | None = None) -> Policy
         return None
     finally:
         client.close()
-    return state_from_parts(parts, version=number, label=f"v{number}")
+    state = state_from_parts(parts, version=number, label=f"v{number}")
+    state.identity = identity
+    return state
 
 
 def state_from_parts(parts: dict, *, version: int, label: str) -> PolicyState:
@@ -356,6 +367,88 @@ def share(state: PolicyState, *, pk: int, created_at, url: str | None = None, en
     return False
 
 
+# --- staging: every live process loads the next version before it becomes active ---------------------------------
+_staged: PolicyState | None = None
+_staged_at = 0.0
+# A staged version that is never activated (its publish rolled back, or the publisher died) is dropped after this.
+STAGED_KEEP_SECONDS = 120.0
+
+
+def _set_staged(state: PolicyState) -> None:
+    global _staged, _staged_at
+    _staged, _staged_at = state, time.monotonic()
+
+
+def take_staged(identity: str) -> PolicyState | None:
+    """The staged state when it is the version row ``identity`` (it is then no longer staged), else None."""
+    global _staged
+    state = _staged
+    if state is None or not identity or state.identity != identity:
+        return None
+    _staged = None
+    return state
+
+
+def _drop_stale_staged() -> None:
+    global _staged
+    if _staged is not None and time.monotonic() - _staged_at > STAGED_KEEP_SECONDS:
+        _staged = None
+
+
+def _reports(client: redis.Redis) -> list[dict]:
+    keys = list(client.scan_iter(f"{PROC_PREFIX}*", count=500))
+    values = client.mget(keys) if keys else []
+    return [json.loads(v) for v in values if v]
+
+
+def _is_live(report: dict, now: float) -> bool:
+    """A listener reports at least every poll interval; one silent for twice that (plus slack) is gone or stuck."""
+    poll = float(report.get("poll_s") or settings.POLICY_POLL_SECONDS)
+    return now - float(report.get("at") or 0) <= 2 * poll + 1.0
+
+
+def stage(state: PolicyState, *, pk: int, created_at, url: str | None = None, encoding=None) -> dict:
+    """Phase one of a publish or rollback, called before its transaction commits: store the compiled ``state`` in
+    Redis (``share``), announce it on ``STAGE_CHANNEL`` and wait — at most ``POLICY_STAGE_WAIT_SECONDS`` — until
+    every live process has loaded it beside its current state and said so. Activating it after the commit is then
+    one reference swap per process. Never raises for Redis: a process that staged nothing loads the version when
+    it is activated, as without staging.
+
+    Returns ``{"shared", "processes", "staged", "reported", "wait_s"}``: whether the compiled form was stored, how
+    many live processes were waited for, how many staged it, how many answered at all (a process that could
+    not use the shared form answers too, and compiles on activation), and how long the wait took."""
+    state.identity = sharing.identity_of(pk, state.version, created_at)
+    shared = share(state, pk=pk, created_at=created_at, url=url, encoding=encoding)
+    result = {"shared": shared, "processes": 0, "staged": 0, "reported": 0, "wait_s": 0.0}
+    if not shared:
+        return result  # nothing to stage from: processes read the committed version from the database
+    _set_staged(state)  # this process's own listener has nothing to load
+    started = time.monotonic()
+    client = _client(url or settings.REDIS_URL, 1.0)
+    try:
+        live = {r["process"] for r in _reports(client) if _is_live(r, time.time())}
+        result["processes"] = len(live)
+        client.publish(STAGE_CHANNEL, json.dumps({"version": state.version, "identity": state.identity}))
+        deadline = started + settings.POLICY_STAGE_WAIT_SECONDS
+        while live:
+            answers = {r["process"]: r for r in _reports(client) if r.get("staged") == state.identity}
+            result["reported"] = len(live & answers.keys())
+            result["staged"] = sum(1 for p in live & answers.keys() if answers[p].get("staged_ok"))
+            if result["reported"] == len(live) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+    except (RedisError, OSError) as exc:
+        extra = {"event": "policies.stage_failed", "version": state.version, "reason": type(exc).__name__}
+        log.warning("staging the policy failed; processes will load it on activation", extra=extra)
+    finally:
+        client.close()
+    result["wait_s"] = round(time.monotonic() - started, 4)
+    if result["reported"] < result["processes"]:
+        extra = {"event": "policies.stage_incomplete", "version": state.version, **result}
+        log.warning("not every process staged the policy in time; the rest load it on activation", extra=extra)
+    return result
+
+
 # --- the process-wide reference -------------------------------------------------------------------------------
 _state: PolicyState | None = None
 _boot_lock = threading.Lock()
@@ -367,8 +460,10 @@ def install(state: PolicyState) -> PolicyState | None:
 
     Returns the replaced state: a caller that holds it until its announcement or report is out keeps freeing
     100k rules (~0.1 s) off that path."""
-    global _state
+    global _state, _staged
     previous, _state = _state, state
+    if _staged is state:
+        _staged = None
     log.info("policy installed", extra={"event": "policies.installed", "version": state.label})
     return previous
 
@@ -395,11 +490,11 @@ def _boot() -> PolicyState:
 
 def reset() -> None:
     """Forget the loaded state and stop the listener (tests; the next call loads from the database again)."""
-    global _state, _listener
+    global _state, _listener, _staged
     if _listener is not None:
         _listener.stop()
         _listener = None
-    _state = None
+    _state = _staged = None
 
 
 def _start_listener() -> None:
@@ -480,9 +575,7 @@ def process_acks(*, url: str | None = None) -> list[dict]:
     """Every live process's report of the version it runs (``{"process", "version", "at", ...}``)."""
     client = _client(url or settings.REDIS_URL, 1.0)
     try:
-        keys = list(client.scan_iter(f"{PROC_PREFIX}*", count=500))
-        values = client.mget(keys) if keys else []
-        return [json.loads(v) for v in values if v]
+        return _reports(client)
     finally:
         client.close()
 
@@ -497,8 +590,16 @@ def _db_active_number(*, close: bool = True) -> int | None:
             connection.close()
 
 
+def _db_active_row() -> tuple | None:
+    """``(pk, number, created_at)`` of the active version, or None."""
+    from safety_admin.policies.models import PolicyVersion
+
+    return PolicyVersion.objects.filter(is_active=True).values_list("pk", "number", "created_at").first()
+
+
 class PolicyListener(threading.Thread):
-    """Follows announcements; loads and swaps in the announced version; keeps the last good state on failure."""
+    """Follows announcements: loads a staged version beside the current one, swaps in the activated one (the
+    staged state when it is the database's active row, else loaded then); keeps the last good state on failure."""
 
     def __init__(self, url: str, *, poll_seconds: float | None = None):
         super().__init__(name="policy-listener", daemon=True)
@@ -508,6 +609,8 @@ class PolicyListener(threading.Thread):
         self._stop_event = threading.Event()
         self.errors = 0
         self.connected = threading.Event()
+        self.via = "loaded"  # how the running state was installed: "staged" before activation, or "loaded" then
+        self.stage_note: dict = {}  # the last staging announcement answered: {"staged": identity, "staged_ok"}
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -519,7 +622,7 @@ class PolicyListener(threading.Thread):
             client = _client(self.url, max(2.0, self.poll_seconds + 1))
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(CHANNEL, STAGE_CHANNEL)
                 # After (re)connecting the database is the truth: announcements may have been missed.
                 self._sync(client, _db_active_number(), repair=True)
                 self.connected.set()
@@ -528,7 +631,11 @@ class PolicyListener(threading.Thread):
                 while not self._stop_event.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message and message.get("type") == "message":
-                        self._sync(client, json.loads(message["data"])["version"])
+                        data = json.loads(message["data"])
+                        if message["channel"] == STAGE_CHANNEL.encode():
+                            self._stage(client, int(data["version"]), str(data["identity"]))
+                        else:
+                            self._sync(client, data["version"])
                     elif time.monotonic() - last_poll >= self.poll_seconds:
                         raw = client.get(ACTIVE_KEY)
                         target = int(raw) if raw is not None else _db_active_number()
@@ -556,21 +663,49 @@ class PolicyListener(threading.Thread):
             self._stop_event.wait(delay)
             delay = min(delay * 2, 5.0)
 
+    def _stage(self, client: redis.Redis, number: int, identity: str) -> None:
+        """Load version ``number`` from the publisher's compiled form beside the running state (not installed),
+        then report it staged; the publisher commits the activation once every live process has."""
+        current, staged = _state, _staged
+        ok = True
+        if not any(s is not None and s.identity == identity for s in (current, staged)):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            with gc_paused():
+                loaded = load_shared(number, identity)
+            ok = loaded is not None  # not usable: the version is read from the database on activation
+            if ok:
+                loaded.load_seconds, loaded.load_cpu_seconds = time.perf_counter() - wall, time.thread_time() - cpu
+                _set_staged(loaded)
+                _count("staged")
+            del loaded
+        self.stage_note = {"staged": identity, "staged_ok": ok}
+        self._report(client, _state)
+
     def _sync(self, client: redis.Redis, target: int | None, *, repair: bool = False) -> None:
+        _drop_stale_staged()
         state = _state
         replaced = None  # the old state is freed after the report below, not before it
         if state is None or state.version != target:
             # Redis may be stale (a publish while it was down): the database decides what is active.
             try:
-                if _db_active_number(close=False) != getattr(state, "version", object()):
-                    state = load_state_from_db()
+                row = _db_active_row()
+                if (row[1] if row else None) != getattr(state, "version", object()):
+                    staged = take_staged(sharing.identity_of(*row)) if row else None
+                    state = staged if staged is not None else load_state_from_db()
+                    self.via = "staged" if staged is not None else "loaded"
                     replaced = install(state)
+                    del staged
             finally:
                 connection.close()
             repair = repair or state.version != target
         # Redis lost the key (restart) or missed a publish while down: put the database's truth back.
         if repair and state.version is not None and client.get(ACTIVE_KEY) != str(state.version).encode():
             client.set(ACTIVE_KEY, state.version)
+        self._report(client, state)
+        del replaced
+
+    def _report(self, client: redis.Redis, state: PolicyState) -> None:
+        """What this process runs, under its own key: the dashboard lists it, publishers wait on "staged"."""
         client.set(
             self.ident_key,
             json.dumps(
@@ -581,10 +716,12 @@ class PolicyListener(threading.Thread):
                     "at": time.time(),
                     "pid": os.getpid(),
                     "source": state.source,
+                    "via": self.via,
                     "load_s": round(state.load_seconds, 4),
                     "load_cpu_s": round(state.load_cpu_seconds, 4),
+                    "poll_s": self.poll_seconds,
+                    **self.stage_note,
                 }
             ),
             ex=max(120, int(self.poll_seconds * 6)),  # outlives a long compile
         )
-        del replaced

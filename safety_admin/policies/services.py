@@ -1,12 +1,14 @@
 """Every write to policies: draft edits, imports, profiles, publish, rollback, proposals.
 
-Each service writes its audit event in the same transaction; publish and rollback announce the new active
-version to every process (Redis) only after the transaction commits.
+Each service writes its audit event in the same transaction; publish and rollback have every live process load
+the new version before the transaction commits ("staging", bounded) and announce it as active (Redis) only after
+the commit.
 """
 
 import functools
 import logging
 import re
+import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -418,15 +420,20 @@ def profile_delete(*, actor=None, actor_label: str = "", profile_id: int) -> Non
 
 
 # --- versions ---------------------------------------------------------------------------------------------------
-def _distribute_on_commit(version: PolicyVersion, state: runtime.PolicyState, encoding=None) -> None:
-    """After commit: swap this process now, store the compiled state for the others (they load it instead of
-    compiling), then tell them (the database already holds the truth). ``encoding``: the state's encoding,
-    started in the background before the version row was written."""
-    version.announced = version.shared = None
+def _distribute(version: PolicyVersion, state: runtime.PolicyState, encoding=None) -> None:
+    """Before commit: store the compiled state for the other processes and wait (bounded) until every live one
+    has loaded it beside its current state (``version.staging``, ``version.shared``). After commit: swap this
+    process, then tell the others, who swap in what they staged (the database already holds the truth; one that
+    staged nothing loads it then). ``encoding``: the state's encoding, started in the background before the
+    version row was written. ``version.active_since`` is the wall-clock time the activation started (after the
+    commit), ``version.announced`` whether the announcement reached Redis."""
+    version.announced = version.active_since = None
+    version.staging = runtime.stage(state, pk=version.pk, created_at=version.created_at, encoding=encoding)
+    version.shared = version.staging["shared"]
 
     def send():
+        version.active_since = time.time()
         replaced = runtime.install(state)
-        version.shared = runtime.share(state, pk=version.pk, created_at=version.created_at, encoding=encoding)
         version.announced = runtime.announce(version.number)
         del replaced  # freed after the announcement, not before
 
@@ -478,8 +485,9 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
     Compiles the draft once (a broken draft fails here, not in the processes). When it would newly refuse more
     than ``POLICY_CONFIRM_REFUSE_PERCENT`` of recent traffic, raises ImpactConfirmationRequired unless
     ``confirm_impact``. Side effects: PolicyVersion row, active flag moved, audit ``policies.version.published``;
-    on commit this process swaps, stores the compiled state in Redis for the other processes (``version.shared``)
-    and announces the number (``version.announced`` says if it worked).
+    before commit, the compiled state is stored in Redis for the other processes (``version.shared``), which load
+    it (``version.staging``, see ``_distribute``); on commit this process swaps and announces the number
+    (``version.announced`` says if it worked).
     """
     note = (note or "").strip()
     if not note:
@@ -532,7 +540,7 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
         diff=summary,
         impact_confirmed=confirm_impact,
     )
-    _distribute_on_commit(version, state, encoding)
+    _distribute(version, state, encoding)
     return version
 
 
@@ -541,7 +549,8 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
 def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None, note: str = "") -> PolicyVersion:
     """Make an earlier version active again (default: the one before the active one). The draft is untouched.
 
-    Side effects: active flag moved, audit ``policies.version.rolled_back``; on commit swap + announce.
+    Side effects: active flag moved, audit ``policies.version.rolled_back``; staging before commit, then swap +
+    announce on commit (as ``policy_publish``).
     """
     current = PolicyVersion.objects.select_for_update().filter(is_active=True).first()
     if to is None:
@@ -571,7 +580,7 @@ def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None,
         previous=current.number if current else None,
         note=note,
     )
-    _distribute_on_commit(target, state, encoding)
+    _distribute(target, state, encoding)
     return target
 
 

@@ -1,5 +1,6 @@
-"""Publishing reaches real processes: two gunicorn workers and an rqworker swap within a second, loading the
-publisher's compiled form (and compiling themselves when that form is not trustworthy)."""
+"""Publishing reaches real processes: two gunicorn workers and an rqworker load the publisher's compiled form
+before the version is activated (staging) and swap within a second of the activation (compiling themselves
+when that form is not trustworthy)."""
 
 import subprocess
 import sys
@@ -15,7 +16,10 @@ from tests.policies.conftest import http_post_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The issue asks for 1 s; the assertion leaves room for a loaded 2-core CI machine (the figure is printed).
+# The issue asks for 1 s from the activation to every process switched. Staged processes only swap a reference
+# then (milliseconds), so that bound is asserted as is; the whole publish call (with the staging wait) gets room
+# for a loaded 2-core CI machine. Both figures are printed.
+ACTIVATION_BOUND_SECONDS = 1.0
 SWITCH_BOUND_SECONDS = 3.0
 
 
@@ -79,15 +83,24 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
         stop.set()
         sender.join(30)
     switch = max(a["at"] for a in acks) - started
+    after_activation = max(a["at"] for a in acks) - version.active_since
     print(
-        f"\npublish -> 3 processes switched in {switch * 1000:.0f} ms "
-        f"(publish call {(published - started) * 1000:.0f} ms; per process "
-        f"{sorted(round((a['at'] - published) * 1000) for a in acks)} ms after it returned; "
+        f"\npublish -> 3 processes switched: {after_activation * 1000:.0f} ms after the activation, "
+        f"{switch * 1000:.0f} ms after the publish call started (call {(published - started) * 1000:.0f} ms, "
+        f"staging wait {version.staging['wait_s'] * 1000:.0f} ms; per process "
+        f"{sorted(round((a['at'] - version.active_since) * 1000) for a in acks)} ms after the activation; "
         f"{len(statuses)} requests during the switch)"
     )
     assert set(statuses) == {202}
     assert (version.shared, version.announced) == (True, True)
-    assert {a["source"] for a in acks} == {"shared"}
+    # Every live process loaded v2 before it was activated, and then only swapped it in.
+    assert {k: version.staging[k] for k in ("processes", "staged", "reported")} == {
+        "processes": 3,
+        "staged": 3,
+        "reported": 3,
+    }
+    assert {(a["source"], a["via"]) for a in acks} == {("shared", "staged")}
+    assert after_activation < ACTIVATION_BOUND_SECONDS
     assert switch < SWITCH_BOUND_SECONDS
 
     # The gateway refuses with the new prompt rule, whichever gunicorn process answers.
@@ -106,10 +119,16 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
 
     # Rollback is one call and reaches every process the same way.
     started = time.time()
-    services.policy_rollback(actor_label="bob")
+    back = services.policy_rollback(actor_label="bob")
     acks = wait_for(lambda: _acks_on(1, 3), timeout=20, interval=0.01, message="every process back on v1")
-    print(f"rollback -> 3 processes switched in {(max(a['at'] for a in acks) - started) * 1000:.0f} ms")
-    assert {a["source"] for a in acks} == {"shared"}
+    last = max(a["at"] for a in acks)
+    print(
+        f"rollback -> 3 processes switched: {(last - back.active_since) * 1000:.0f} ms after the activation, "
+        f"{(last - started) * 1000:.0f} ms after the call started"
+    )
+    assert back.staging["staged"] == 3
+    assert {(a["source"], a["via"]) for a in acks} == {("shared", "staged")}
+    assert last - back.active_since < ACTIVATION_BOUND_SECONDS
     status, body = http_post_json(f"{web.url}/safety/infer", {"user_input": "a giraffecanary"}, {"X-API-Key": key})
     assert (status, body["status"]) == (202, "queued")
 
@@ -125,7 +144,8 @@ def test_publish_switches_gateway_and_worker_within_a_second(api_key, stub_model
     )
     assert out.returncode == 0, out.stderr
     acks = wait_for(lambda: _acks_on(2, 3), timeout=20, interval=0.01, message="every process on v2 again")
-    assert {a["source"] for a in acks} == {"compiled"}
+    # They answered the staging (so the publisher did not wait its full bound) but staged nothing.
+    assert {(a["source"], a["via"], a["staged_ok"]) for a in acks} == {("compiled", "loaded", False)}
     for _ in range(4):
         status, body = http_post_json(f"{web.url}/safety/infer", {"user_input": "a giraffecanary"}, {"X-API-Key": key})
         assert (status, body["reason_code"]) == (400, "HATE")

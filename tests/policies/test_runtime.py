@@ -1,7 +1,11 @@
 """The runtime: profiles and overlays, fresh-process loading, and keeping the last good policy without Redis."""
 
 import gc
+import json
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from django.conf import settings
@@ -11,7 +15,7 @@ from safety_admin.detectors import check
 from safety_admin.policies import runtime, services
 from safety_admin.policies.models import PolicyVersion
 from safety_admin.policies.profiles import deep_merge, effective_config
-from tests.conftest import wait_for
+from tests.conftest import ROOT, process_env, wait_for
 from tests.policies.conftest import free_port
 
 DEAD_REDIS = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
@@ -200,3 +204,82 @@ def test_redis_down_during_publish_keeps_last_good_then_converges(settings, redi
         wait_for(lambda: redis_client.get(runtime.ACTIVE_KEY) == b"2", timeout=10, message="the key repaired")
     finally:
         listener.stop()
+
+
+def test_a_staged_state_is_taken_only_for_its_own_version_row():
+    state = runtime.build_state(runtime.default_snapshot(), version=3, label="v3")
+    state.identity = "3:41:1700000000.000000"
+    runtime._set_staged(state)
+    # Same number, another row (a publish that rolled back, then another one): not this staged state.
+    assert runtime.take_staged("3:42:1700000009.000000") is None
+    assert runtime.take_staged(state.identity) is state
+    assert runtime.take_staged(state.identity) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_waits_for_live_processes_to_stage_but_only_so_long(settings, redis_client):
+    settings.POLICY_STAGE_WAIT_SECONDS = 0.5
+    services.blocklist_create(actor_label="a", name="words")
+    services.policy_publish(actor_label="a", note="v1")
+    services.profile_save(actor_label="a", name="strict", config={"steering_prompt": "be strict"})
+    now = time.time()
+    # One live process that never answers (stuck, or died a moment ago) and one gone long ago (its key not expired).
+    redis_client.set(f"{runtime.PROC_PREFIX}stuck:1", json.dumps({"process": "stuck:1", "at": now, "poll_s": 5}))
+    redis_client.set(f"{runtime.PROC_PREFIX}gone:2", json.dumps({"process": "gone:2", "at": now - 60, "poll_s": 5}))
+
+    started = time.monotonic()
+    version = services.policy_publish(actor_label="a", note="v2")
+    took = time.monotonic() - started
+
+    assert {k: version.staging[k] for k in ("shared", "processes", "staged", "reported")} == {
+        "shared": True,
+        "processes": 1,
+        "staged": 0,
+        "reported": 0,
+    }
+    assert 0.5 <= version.staging["wait_s"] < 0.5 + 1.0
+    assert took < 0.5 + 5.0
+    # The version is active anyway; the stuck process would load it on activation.
+    assert (version.number, version.announced) == (2, True)
+    assert list(PolicyVersion.objects.filter(is_active=True).values_list("number", flat=True)) == [2]
+    assert redis_client.get(runtime.ACTIVE_KEY) == b"2"
+    assert runtime.active_ruleset().version == "v2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_listener_stages_a_version_published_elsewhere_then_swaps_it_in_on_activation(settings):
+    settings.POLICY_POLL_SECONDS = 0.5
+    blocklist = services.blocklist_create(actor_label="a", name="words")
+    services.policy_publish(actor_label="a", note="v1")
+    runtime.reset()
+    assert runtime.current_state().version == 1  # as a running process: v1, from the shared form
+    listener = runtime.PolicyListener(settings.REDIS_URL)
+    listener.start()
+    try:
+        wait_for(lambda: _report(1), timeout=10, message="the listener's first report")
+        services.entry_create(
+            actor_label="a", blocklist_id=blocklist.pk, pattern="okapi", reason_code="HATE", action="refuse"
+        )
+        runtime.load_counts.clear()
+        # Another process publishes: this one must load v2 before it is active, and only swap it in after.
+        out = subprocess.run(
+            [sys.executable, "manage.py", "publish_policy", "--note", "v2 from elsewhere"],
+            cwd=ROOT,
+            env=process_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        report = wait_for(lambda: _report(2), timeout=10, message="the swap to v2")
+        assert (report["source"], report["via"], report["staged_ok"]) == ("shared", "staged", True)
+        assert runtime.load_counts == {"staged": 1}  # loaded once, before the activation; nothing loaded after
+        assert check("okapi", "prompt", runtime.active_ruleset()).action == "refuse"
+        assert runtime._staged is None
+    finally:
+        listener.stop()
+
+
+def _report(version: int) -> dict | None:
+    reports = [a for a in runtime.process_acks() if a["version"] == version]
+    return reports[0] if reports else None

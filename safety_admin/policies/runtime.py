@@ -437,7 +437,7 @@ def stage(state: PolicyState, *, pk: int, created_at, url: str | None = None, en
             if result["reported"] == len(live) or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:  # Redis, or a report that is not one
         extra = {"event": "policies.stage_failed", "version": state.version, "reason": type(exc).__name__}
         log.warning("staging the policy failed; processes will load it on activation", extra=extra)
     finally:

@@ -29,6 +29,12 @@ def check_keys(app_configs, **kwargs):
             load()
         except (ImproperlyConfigured, ValueError) as exc:
             errors.append(checks.Error(f"{name} is malformed: {exc}", id="audits.E002"))
+    for position, raw in enumerate(settings.PII_ENCRYPTION_PREVIOUS_KEYS, start=1):
+        try:
+            privacy.decode_key_bytes(raw, length=32, error=privacy.BAD_KEY)
+        except ImproperlyConfigured as exc:
+            errors.append(checks.Error(f"PII_ENCRYPTION_PREVIOUS_KEYS item {position} is malformed: {exc}",
+                                       id="audits.E002"))  # fmt: skip
     return errors
 
 

@@ -129,8 +129,18 @@ def encrypt_identifier(identifier: str, *, context: str = "") -> str:
     return f"{TOKEN_PREFIX}:{key_id}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
 
 
+def _decryptor(key_id: str) -> "AESGCM | None":
+    """The cipher of the current key or of a retired one (``PII_ENCRYPTION_PREVIOUS_KEYS``) with this key id."""
+    for raw in (_raw_pii_key(), *settings.PII_ENCRYPTION_PREVIOUS_KEYS):
+        _key, candidate_id, aead = _cipher(raw)
+        if candidate_id == key_id:
+            return aead
+    return None
+
+
 def decrypt_identifier(token: str, *, context: str = "") -> str:
-    """The identifier inside ``token``; ValueError(BAD_TOKEN) when it is malformed, altered or from another key."""
+    """The identifier inside ``token``; ValueError(BAD_TOKEN) when it is malformed, altered or from a key that is
+    neither the current one nor listed in ``PII_ENCRYPTION_PREVIOUS_KEYS``."""
     from cryptography.exceptions import InvalidTag
 
     try:
@@ -138,8 +148,8 @@ def decrypt_identifier(token: str, *, context: str = "") -> str:
         blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, binascii.Error):
         raise ValueError(BAD_TOKEN) from None
-    _key, expected_id, aead = _cipher(_raw_pii_key())
-    if prefix != TOKEN_PREFIX or key_id != expected_id or len(blob) < 12 + 16:
+    aead = _decryptor(key_id)
+    if prefix != TOKEN_PREFIX or aead is None or len(blob) < 12 + 16:
         raise ValueError(BAD_TOKEN)
     try:
         return aead.decrypt(blob[:12], blob[12:], context.encode()).decode()

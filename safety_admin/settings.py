@@ -249,6 +249,8 @@ REVIEW_DUE_SOON_FRACTION = env_float("REVIEW_DUE_SOON_FRACTION", 0.25)
 # Keys are base64/hex strings from the environment; development falls back to fixed, clearly-marked keys.
 PSEUDONYM_KEY = env_str("PSEUDONYM_KEY", "" if PRODUCTION else "dev-pseudonym-key-not-for-production")
 PII_ENCRYPTION_KEY = env_str("PII_ENCRYPTION_KEY", "")
+# Retired PII keys (comma-separated, hex/base64): ciphertexts they made stay revealable after a rotation.
+PII_ENCRYPTION_PREVIOUS_KEYS = env_list("PII_ENCRYPTION_PREVIOUS_KEYS")
 AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY", "")
 # Who chains committed events (audits/sealer.py): "workers" (the RQ workers, every AUDIT_SEAL_SECONDS; web
 # processes do nothing), "thread" (a background thread in each writing process) or "inline" (the writer, right

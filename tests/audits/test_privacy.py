@@ -100,3 +100,26 @@ def test_production_refuses_to_start_without_audit_keys():
         "django.core.exceptions.ImproperlyConfigured: "
         "AUDIT_SIGNING_KEY and PII_ENCRYPTION_KEY must be set when SAFETY_ENV=production"
     )
+
+
+def test_a_rotated_pii_key_still_reveals_what_the_old_key_encrypted(settings):
+    old_key, new_key = "11" * 32, "22" * 32
+    settings.PII_ENCRYPTION_KEY = old_key
+    token = encrypt_identifier("jwt:carol", context="audit-1")
+
+    settings.PII_ENCRYPTION_KEY = new_key
+    with pytest.raises(ValueError, match=BAD_TOKEN):
+        decrypt_identifier(token, context="audit-1")
+
+    settings.PII_ENCRYPTION_PREVIOUS_KEYS = [old_key]
+    fresh = encrypt_identifier("jwt:dave", context="audit-2")
+    assert decrypt_identifier(token, context="audit-1") == "jwt:carol"
+    assert decrypt_identifier(fresh, context="audit-2") == "jwt:dave"
+    assert fresh.split(":")[1] != token.split(":")[1]  # new events use the new key
+
+
+def test_a_malformed_previous_pii_key_is_reported_by_the_system_check(settings):
+    from audits.apps import check_keys
+
+    settings.PII_ENCRYPTION_PREVIOUS_KEYS = ["not-a-key"]
+    assert [error.id for error in check_keys(None)] == ["audits.E002"]

@@ -64,6 +64,7 @@ class StateCollector:
         if self.db_ok:
             yield from self._reviews()
             yield from self._notifications()
+            yield from self._audit()
         scrape = GaugeMetricFamily("safety_state_scrape_seconds", "Time spent reading queue and review state")
         scrape.add_metric([], time.perf_counter() - started)
         yield scrape
@@ -189,6 +190,37 @@ class StateCollector:
         yield oldest
         yield tries
         yield gave_up
+
+    def _audit(self):
+        """The trail's last verification and checkpoint (three indexed queries): the alerts for a broken chain,
+        a verification that stopped running and a head left unsigned read these."""
+        from audits.selectors import audit_chain_status
+
+        try:
+            status = audit_chain_status()
+        except Exception as exc:
+            log.warning("audit state unavailable", extra={"event": "metrics.audit_unavailable",
+                                                          "error": type(exc).__name__})  # fmt: skip
+            return
+        if status.verified is not None:
+            ok = GaugeMetricFamily(
+                "safety_audit_chain_ok", "1 when the last chain verification passed, 0 when it failed"
+            )
+            ok.add_metric([], 1 if status.verified else 0)
+            yield ok
+        verified = GaugeMetricFamily(
+            "safety_audit_last_verified_timestamp_seconds", "When the chain was last verified (0: never)"
+        )
+        verified.add_metric([], status.verified_at.timestamp() if status.verified_at else 0)
+        signed = GaugeMetricFamily(
+            "safety_audit_last_checkpoint_timestamp_seconds", "When the chain head was last signed (0: never)"
+        )
+        signed.add_metric([], status.checkpoint_at.timestamp() if status.checkpoint_at else 0)
+        unsigned = GaugeMetricFamily("safety_audit_unsigned_events", "Chained events after the last signed checkpoint")
+        unsigned.add_metric([], status.head_seq - (status.checkpoint_seq or 0))
+        yield verified
+        yield signed
+        yield unsigned
 
 
 def state_registry(*, redis_ok: bool = True, db_ok: bool = True) -> CollectorRegistry:

@@ -24,11 +24,13 @@ SAFETY_METRICS = {
     "safety_review_oldest_pending_seconds", "safety_reviews_overdue", "safety_notification_oldest_pending_seconds",
     "safety_notification_attempts_last_hour", "safety_notifications_failed_last_hour", "safety_state_scrape_seconds",
     "safety_detection_latency_seconds_bucket", "safety_detection_latency_seconds_count",
-    "safety_detection_latency_seconds_sum",
+    "safety_detection_latency_seconds_sum", "safety_audit_chain_ok", "safety_audit_last_verified_timestamp_seconds",
+    "safety_audit_last_checkpoint_timestamp_seconds", "safety_audit_unsigned_events",
 }  # fmt: skip
 REQUIRED_ALERTS = {
     "SafetyRedisUnhealthy", "SafetyDatabaseUnhealthy", "SafetyRefusalRateSpike", "SafetyReviewBacklog",
     "SafetyReviewSlaBreach", "SafetyQueueDepthHigh", "SafetyWorkerAbsent", "SafetyNotificationFailures",
+    "SafetyAuditChainBroken", "SafetyAuditVerificationStale",
 }  # fmt: skip
 
 
@@ -49,7 +51,7 @@ def metric_names(expr: str) -> set[str]:
 def test_every_yaml_and_json_file_parses():
     yaml_files = sorted(DEPLOY.rglob("*.yaml"))
     assert [p.relative_to(DEPLOY).as_posix() for p in yaml_files] == [
-        "compose.yaml", "k8s/configmap.yaml", "k8s/kustomization.yaml", "k8s/migrate-job.yaml",
+        "compose.yaml", "k8s/configmap.yaml", "k8s/cronjobs.yaml", "k8s/kustomization.yaml", "k8s/migrate-job.yaml",
         "k8s/secret.example.yaml", "k8s/web-deployment.yaml", "k8s/web-pdb.yaml", "k8s/web-service.yaml",
         "k8s/worker-deployment.yaml", "prometheus/alerts.test.yaml", "prometheus/alerts.yaml",
     ]  # fmt: skip
@@ -62,6 +64,28 @@ def test_kustomization_lists_every_manifest_but_the_secret_example():
     listed = set(load_all(K8S / "kustomization.yaml")[0]["resources"])
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
     assert listed == on_disk
+
+
+def test_cronjobs_schedule_the_audit_commands_with_the_workers_config():
+    objects = k8s_objects()
+    worker = objects[("Deployment", "safety-admin-worker")]["spec"]["template"]["spec"]
+    crons = {name: doc for (kind, name), doc in objects.items() if kind == "CronJob"}
+    commands = {}
+    for name, cron in crons.items():
+        pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        commands[name] = (cron["spec"]["schedule"], container["args"])
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # a slow verification never overlaps the next one
+        assert container["envFrom"] == worker["containers"][0]["envFrom"]
+        assert pod["securityContext"] == worker["securityContext"]
+
+    assert commands == {
+        "safety-admin-audit-checkpoint": ("*/5 * * * *", ["python", "manage.py", "audit_checkpoint"]),
+        "safety-admin-verify-audit-chain": ("17 3 * * *", ["python", "manage.py", "verify_audit_chain"]),
+        "safety-admin-purge-content": ("47 3 * * *", ["python", "manage.py", "purge_content"]),
+    }
+    # The entry point runs any other command as given (deploy/entrypoint.sh), so these reach manage.py.
+    assert 'exec "$role" "$@"' in (DEPLOY / "entrypoint.sh").read_text()
 
 
 def test_web_deployment_has_replicas_probes_and_graceful_shutdown():
@@ -149,7 +173,7 @@ def test_promtool_checks_and_unit_tests_the_alert_rules():
     unit = subprocess.run(["promtool", "test", "rules", "alerts.test.yaml"], cwd=DEPLOY / "prometheus",
                           capture_output=True, text=True, check=False)  # fmt: skip
 
-    assert (check.returncode, check.stdout + check.stderr) == (0, "Checking alerts.yaml\n  SUCCESS: 13 rules found\n\n")
+    assert (check.returncode, check.stdout + check.stderr) == (0, "Checking alerts.yaml\n  SUCCESS: 16 rules found\n\n")
     assert unit.returncode == 0, unit.stdout + unit.stderr
 
 

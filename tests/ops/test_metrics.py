@@ -305,3 +305,29 @@ def test_container_worker_serves_its_own_metrics(api_key, stub_model, start_work
     assert value(samples, "safety_detection_latency_seconds_count", direction="output") == 1
     assert "safety_queue_depth" not in {name for name, _ in samples}  # state gauges come from the web pods only
     assert worker.proc.poll() is None
+
+
+def test_audit_trail_gauges_follow_verification_and_checkpoints(client):
+    from audits.services import audit_checkpoint_create, audit_event_record, audit_verification_record
+    from audits.verify import VerificationResult, verify_and_record
+
+    samples = parse_metrics(client.get("/metrics").content.decode())
+    assert not [name for name, _labels in samples if name == "safety_audit_chain_ok"]  # never verified: no verdict
+    assert value(samples, "safety_audit_last_verified_timestamp_seconds") == 0.0
+
+    for number in range(3):
+        audit_event_record(action="ops.test.event", actor_label="test", data={"n": number})
+    audit_checkpoint_create()
+    audit_event_record(action="ops.test.event", actor_label="test", data={"n": 3})
+    verify_and_record(jobs=1)  # chains and records its own event as well
+
+    samples = parse_metrics(client.get("/metrics").content.decode())
+    now = timezone.now().timestamp()
+    assert value(samples, "safety_audit_chain_ok") == 1.0
+    assert now - 30 < value(samples, "safety_audit_last_verified_timestamp_seconds") <= now
+    assert now - 30 < value(samples, "safety_audit_last_checkpoint_timestamp_seconds") <= now
+    assert value(samples, "safety_audit_unsigned_events") >= 1.0  # the event written after the checkpoint
+
+    audit_verification_record(result=VerificationResult(ok=False, first_bad_seq=2, problem="hash mismatch"))
+    samples = parse_metrics(client.get("/metrics").content.decode())
+    assert value(samples, "safety_audit_chain_ok") == 0.0

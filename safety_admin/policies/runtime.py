@@ -45,6 +45,7 @@ ACTIVE_KEY = "policies:active_version"
 CHANNEL = "policies:published"
 STAGE_CHANNEL = "policies:staging"
 PROC_PREFIX = "policies:proc:"
+PROC_SET = "policies:procs"  # the report keys of processes that reported (expired ones are pruned on read)
 BUILTIN_LABEL = "builtin"
 SNAPSHOT_FORMAT = 1
 # Entry rows in a snapshot are compact arrays in this order.
@@ -395,10 +396,23 @@ def _drop_stale_staged() -> None:
         _staged = None
 
 
-def _reports(client: redis.Redis) -> list[dict]:
-    keys = list(client.scan_iter(f"{PROC_PREFIX}*", count=500))
+def report_process(client: redis.Redis, key: str, report: dict, *, ttl: int) -> None:
+    """Store a process's report under ``key`` and list the key in ``PROC_SET`` (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, json.dumps(report), ex=ttl)
+    pipe.sadd(PROC_SET, key)
+    pipe.execute()
+
+
+def _reports(client: redis.Redis, keys=None) -> dict[str, dict]:
+    """Report key -> report, for ``keys`` or every listed process. Reads only the listed keys (never a SCAN of
+    the keyspace, which holds every RQ job too); keys whose report expired are taken off the list."""
+    keys = sorted(keys if keys is not None else (k.decode() for k in client.smembers(PROC_SET)))
     values = client.mget(keys) if keys else []
-    return [json.loads(v) for v in values if v]
+    gone = [key for key, value in zip(keys, values, strict=True) if value is None]
+    if gone:
+        client.srem(PROC_SET, *gone)
+    return {key: json.loads(value) for key, value in zip(keys, values, strict=True) if value}
 
 
 def _is_live(report: dict, now: float) -> bool:
@@ -426,12 +440,12 @@ def stage(state: PolicyState, *, pk: int, created_at, url: str | None = None, en
     started = time.monotonic()
     client = _client(url or settings.REDIS_URL, 1.0)
     try:
-        live = {r["process"] for r in _reports(client) if _is_live(r, time.time())}
+        live = {key for key, r in _reports(client).items() if _is_live(r, time.time())}
         result["processes"] = len(live)
         client.publish(STAGE_CHANNEL, json.dumps({"version": state.version, "identity": state.identity}))
         deadline = started + settings.POLICY_STAGE_WAIT_SECONDS
         while live:
-            answers = {r["process"]: r for r in _reports(client) if r.get("staged") == state.identity}
+            answers = {k: r for k, r in _reports(client, live).items() if r.get("staged") == state.identity}
             result["reported"] = len(live & answers.keys())
             result["staged"] = sum(1 for p in live & answers.keys() if answers[p].get("staged_ok"))
             if result["reported"] == len(live) or time.monotonic() >= deadline:
@@ -575,7 +589,7 @@ def process_acks(*, url: str | None = None) -> list[dict]:
     """Every live process's report of the version it runs (``{"process", "version", "at", ...}``)."""
     client = _client(url or settings.REDIS_URL, 1.0)
     try:
-        return _reports(client)
+        return list(_reports(client).values())
     finally:
         client.close()
 
@@ -706,22 +720,21 @@ class PolicyListener(threading.Thread):
 
     def _report(self, client: redis.Redis, state: PolicyState) -> None:
         """What this process runs, under its own key: the dashboard lists it, publishers wait on "staged"."""
-        client.set(
+        report_process(
+            client,
             self.ident_key,
-            json.dumps(
-                {
-                    "process": self.ident_key,
-                    "version": state.version,
-                    "label": state.label,
-                    "at": time.time(),
-                    "pid": os.getpid(),
-                    "source": state.source,
-                    "via": self.via,
-                    "load_s": round(state.load_seconds, 4),
-                    "load_cpu_s": round(state.load_cpu_seconds, 4),
-                    "poll_s": self.poll_seconds,
-                    **self.stage_note,
-                }
-            ),
-            ex=max(120, int(self.poll_seconds * 6)),  # outlives a long compile
+            {
+                "process": self.ident_key,
+                "version": state.version,
+                "label": state.label,
+                "at": time.time(),
+                "pid": os.getpid(),
+                "source": state.source,
+                "via": self.via,
+                "load_s": round(state.load_seconds, 4),
+                "load_cpu_s": round(state.load_cpu_seconds, 4),
+                "poll_s": self.poll_seconds,
+                **self.stage_note,
+            },
+            ttl=max(120, int(self.poll_seconds * 6)),  # outlives a long compile
         )

@@ -1,7 +1,6 @@
 """The runtime: profiles and overlays, fresh-process loading, and keeping the last good policy without Redis."""
 
 import gc
-import json
 import subprocess
 import sys
 import threading
@@ -224,8 +223,11 @@ def test_publish_waits_for_live_processes_to_stage_but_only_so_long(settings, re
     services.profile_save(actor_label="a", name="strict", config={"steering_prompt": "be strict"})
     now = time.time()
     # One live process that never answers (stuck, or died a moment ago) and one gone long ago (its key not expired).
-    redis_client.set(f"{runtime.PROC_PREFIX}stuck:1", json.dumps({"process": "stuck:1", "at": now, "poll_s": 5}))
-    redis_client.set(f"{runtime.PROC_PREFIX}gone:2", json.dumps({"process": "gone:2", "at": now - 60, "poll_s": 5}))
+    for name, at in (("stuck:1", now), ("gone:2", now - 60)):
+        runtime.report_process(redis_client, f"{runtime.PROC_PREFIX}{name}", {"process": name, "at": at, "poll_s": 5},
+                               ttl=120)  # fmt: skip
+    # A listed process whose report expired is dropped from the list, not waited for.
+    redis_client.sadd(runtime.PROC_SET, f"{runtime.PROC_PREFIX}expired:3")
 
     started = time.monotonic()
     version = services.policy_publish(actor_label="a", note="v2")
@@ -244,6 +246,10 @@ def test_publish_waits_for_live_processes_to_stage_but_only_so_long(settings, re
     assert list(PolicyVersion.objects.filter(is_active=True).values_list("number", flat=True)) == [2]
     assert redis_client.get(runtime.ACTIVE_KEY) == b"2"
     assert runtime.active_ruleset().version == "v2"
+    assert redis_client.smembers(runtime.PROC_SET) == {
+        f"{runtime.PROC_PREFIX}stuck:1".encode(),
+        f"{runtime.PROC_PREFIX}gone:2".encode(),
+    }
 
 
 @pytest.mark.django_db(transaction=True)

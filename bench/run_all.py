@@ -6,6 +6,7 @@ up on its database leaves threads behind (the policy listener follows that datab
 one starts must run the same code as its own process (the compiled-policy fingerprint is taken at start-up).
 """
 
+import os
 import subprocess
 import sys
 import time
@@ -28,11 +29,15 @@ def main(argv: list[str]) -> int:
     names = sorted(p.stem for p in HERE.glob("*.py") if p.stem not in {"run_all", "__init__", "common"})
     names = [n for n in names if not wanted or n in wanted]
     failures = 0
+    # The figures, not the benchmark process's own INFO lines (its children already log at WARNING).
+    env = {**os.environ, "SAFETY_LOG_LEVEL": os.environ.get("SAFETY_LOG_LEVEL", "WARNING")}
     for index, name in enumerate(names, 1):
         print(f"\n=== [{index}/{len(names)}] bench/{name}.py", flush=True)
         started = time.monotonic()
         # One broken benchmark must not hide the others' figures: a failure is counted, the next one runs.
-        code = subprocess.run([sys.executable, "-c", _RUN_ONE, name, *flags], cwd=HERE.parent, check=False).returncode
+        code = subprocess.run(
+            [sys.executable, "-c", _RUN_ONE, name, *flags], cwd=HERE.parent, env=env, check=False
+        ).returncode
         if code:
             print(f"!!! bench/{name}.py failed (exit {code})", flush=True)
         failures += bool(code)

@@ -236,7 +236,7 @@ def load_state_from_db() -> PolicyState:
 
     wall, cpu = time.perf_counter(), time.thread_time()
     with gc_paused():  # decoding a 100k-entry snapshot is as allocation-heavy as compiling it
-        row = PolicyVersion.objects.filter(is_active=True).values_list("pk", "number", "created_at").first()
+        row = _db_active_row()
         if row is None:
             state = build_state(default_snapshot(), version=None, label=BUILTIN_LABEL)
         else:
@@ -595,10 +595,9 @@ def process_acks(*, url: str | None = None) -> list[dict]:
 
 
 def _db_active_number(*, close: bool = True) -> int | None:
-    from safety_admin.policies.models import PolicyVersion
-
     try:
-        return PolicyVersion.objects.filter(is_active=True).values_list("number", flat=True).first()
+        row = _db_active_row()
+        return row[1] if row else None
     finally:
         if close:  # the listener thread must not hold a database connection between checks
             connection.close()

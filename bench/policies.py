@@ -262,9 +262,10 @@ def _import_and_switch(n: int, url: str) -> bool:
     from safety_admin.policies import runtime, services
     from safety_admin.policies.models import Blocklist, BlocklistEntry
 
+    # A clean Redis database (the benchmarks' own): jobs an earlier run left queued would keep the worker busy
+    # with requests of a dropped database, and it would not serve the warm-up's traffic or report in time.
     client = redis.Redis.from_url(BENCH_REDIS_URL)
-    for key in client.scan_iter("policies:*"):
-        client.delete(key)
+    client.flushdb()
     path = Path(tempfile.mkdtemp()) / "bench.txt"
     path.write_text("# bench terms\n" + "\n".join(_terms(n)) + "\n")
 

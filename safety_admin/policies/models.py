@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from safety_admin.detectors import ACTIONS, DIRECTIONS, MATCH_TYPES, REASON_CODES, SEVERITIES
 
@@ -82,7 +83,7 @@ class PolicyVersion(models.Model):
     """An immutable, numbered snapshot of lists, entries and profiles. Exactly one is active."""
 
     number = models.PositiveIntegerField(unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)  # set by the publish: staging names it
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_by_label = models.CharField(max_length=200)
     note = models.CharField(max_length=1000)

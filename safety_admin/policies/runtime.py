@@ -306,52 +306,15 @@ def state_from_parts(parts: dict, *, version: int, label: str) -> PolicyState:
     )
 
 
-class Encoding(threading.Thread):
-    """``sharing.encode(state)`` in a background thread, started before the publish writes its version row, so
-    the encoding overlaps the time the publishing thread waits for PostgreSQL."""
-
-    def __init__(self, state: PolicyState):
-        super().__init__(name="policy-encode", daemon=True)
-        self.state, self.blob, self.error = state, None, None
-
-    def run(self) -> None:
-        try:
-            with gc_paused():
-                self.blob = sharing.encode(self.state)
-        except Exception as exc:  # re-raised in the publishing thread by result()
-            self.error = exc
-        finally:
-            self.state = None
-
-    def result(self) -> bytes:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.blob
-
-
-def encode_in_background(state: PolicyState) -> "Encoding | None":
-    """Start encoding ``state`` for ``share`` (None when sharing is off)."""
-    if not settings.POLICY_SHARE_COMPILED or state.version is None:
-        return None
-    encoding = Encoding(state)
-    encoding.start()
-    return encoding
-
-
-def share(state: PolicyState, *, pk: int, created_at, url: str | None = None, encoding=None) -> bool:
+def share(state: PolicyState, *, pk: int, created_at, url: str | None = None) -> bool:
     """Store the compiled ``state`` in Redis for the other processes (before announcing it); False (logged)
-    when it could not be stored: they then compile the version themselves. ``encoding``: from
-    ``encode_in_background(state)``, when the caller started it earlier."""
+    when it could not be stored: they then compile the version themselves."""
     if not settings.POLICY_SHARE_COMPILED or state.version is None:
         return False
     client = _client(url or settings.REDIS_URL, 1.0, read_timeout=30.0)
     try:
-        if encoding is not None:
-            blob = encoding.result()
-        else:
-            with gc_paused():
-                blob = sharing.encode(state)
+        with gc_paused():
+            blob = sharing.encode(state)
         identity = sharing.identity_of(pk, state.version, created_at)
         sharing.store(client, number=state.version, identity=identity, label=state.label, blob=blob)
         return True
@@ -421,46 +384,88 @@ def _is_live(report: dict, now: float) -> bool:
     return now - float(report.get("at") or 0) <= 2 * poll + 1.0
 
 
-def stage(state: PolicyState, *, pk: int, created_at, url: str | None = None, encoding=None) -> dict:
-    """Phase one of a publish or rollback, called before its transaction commits: store the compiled ``state`` in
-    Redis (``share``), announce it on ``STAGE_CHANNEL`` and wait — at most ``POLICY_STAGE_WAIT_SECONDS`` — until
-    every live process has loaded it beside its current state and said so. Activating it after the commit is then
-    one reference swap per process. Never raises for Redis: a process that staged nothing loads the version when
-    it is activated, as without staging.
+class Staging(threading.Thread):
+    """Phase one of a publish or rollback, run before its transaction commits: store the compiled state in Redis
+    (``share``) and announce it on ``STAGE_CHANNEL``, in a background thread, so that the processes load it while
+    the publishing thread writes the version row (a 100k-entry snapshot is most of a second of PostgreSQL work);
+    then ``wait`` — at most ``POLICY_STAGE_WAIT_SECONDS`` from the announcement — until every live process has
+    loaded it beside its current state and said so. Activating it after the commit is then one reference swap per
+    process. Never raises for Redis: a process that staged nothing loads the version when it is activated, as
+    without staging. The thread touches Redis only, never the database."""
 
-    Returns ``{"shared", "processes", "staged", "reported", "wait_s"}``: whether the compiled form was stored, how
-    many live processes were waited for, how many staged it, how many answered at all (a process that could
-    not use the shared form answers too, and compiles on activation), and how long the wait took."""
-    state.identity = sharing.identity_of(pk, state.version, created_at)
-    shared = share(state, pk=pk, created_at=created_at, url=url, encoding=encoding)
-    result = {"shared": shared, "processes": 0, "staged": 0, "reported": 0, "wait_s": 0.0}
-    if not shared:
-        return result  # nothing to stage from: processes read the committed version from the database
-    _set_staged(state)  # this process's own listener has nothing to load
-    started = time.monotonic()
-    client = _client(url or settings.REDIS_URL, 1.0)
-    try:
-        live = {key for key, r in _reports(client).items() if _is_live(r, time.time())}
-        result["processes"] = len(live)
-        client.publish(STAGE_CHANNEL, json.dumps({"version": state.version, "identity": state.identity}))
-        deadline = started + settings.POLICY_STAGE_WAIT_SECONDS
-        while live:
-            answers = {k: r for k, r in _reports(client, live).items() if r.get("staged") == state.identity}
-            result["reported"] = len(live & answers.keys())
-            result["staged"] = sum(1 for p in live & answers.keys() if answers[p].get("staged_ok"))
-            if result["reported"] == len(live) or time.monotonic() >= deadline:
-                break
-            time.sleep(0.01)
-    except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:  # Redis, or a report that is not one
-        extra = {"event": "policies.stage_failed", "version": state.version, "reason": type(exc).__name__}
+    def __init__(self, state: PolicyState, *, pk: int, created_at, url: str | None = None):
+        super().__init__(name="policy-stage", daemon=True)
+        self.state, self.pk, self.created_at, self.url = state, pk, created_at, url
+        self.result = {"shared": False, "processes": 0, "staged": 0, "reported": 0, "wait_s": 0.0}
+        self.live: set[str] = set()
+        self.announced_at: float | None = None
+        state.identity = sharing.identity_of(pk, state.version, created_at)
+
+    def run(self) -> None:
+        state = self.state
+        try:
+            self.result["shared"] = share(state, pk=self.pk, created_at=self.created_at, url=self.url)
+            if not self.result["shared"]:
+                return  # nothing to stage from: processes read the committed version from the database
+            _set_staged(state)  # this process's own listener has nothing to load
+            client = _client(self.url or settings.REDIS_URL, 1.0)
+            try:
+                self.live = {key for key, r in _reports(client).items() if _is_live(r, time.time())}
+                self.result["processes"] = len(self.live)
+                client.publish(STAGE_CHANNEL, json.dumps({"version": state.version, "identity": state.identity}))
+                self.announced_at = time.monotonic()
+            finally:
+                client.close()
+        except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:  # Redis, or a report that is not one
+            self._failed(exc)
+        except Exception:  # share() logs its own failures; anything else must not kill a publish either
+            log.exception("staging the policy failed", extra={"event": "policies.stage_failed"})
+
+    def _failed(self, exc: Exception) -> None:
+        extra = {"event": "policies.stage_failed", "version": self.state.version, "reason": type(exc).__name__}
         log.warning("staging the policy failed; processes will load it on activation", extra=extra)
-    finally:
-        client.close()
-    result["wait_s"] = round(time.monotonic() - started, 4)
-    if result["reported"] < result["processes"]:
-        extra = {"event": "policies.stage_incomplete", "version": state.version, **result}
-        log.warning("not every process staged the policy in time; the rest load it on activation", extra=extra)
-    return result
+
+    def wait(self) -> dict:
+        """Wait for the announcement, then for every live process's answer (bounded). Returns
+        ``{"shared", "processes", "staged", "reported", "wait_s"}``: whether the compiled form was stored, how
+        many live processes were waited for, how many staged it, how many answered at all (a process that could
+        not use the shared form answers too, and compiles on activation), and how long this call waited."""
+        started = time.monotonic()
+        self.join()
+        result, live, state = self.result, self.live, self.state
+        if self.announced_at is not None and live:
+            client = _client(self.url or settings.REDIS_URL, 1.0)
+            try:
+                deadline = self.announced_at + settings.POLICY_STAGE_WAIT_SECONDS
+                while True:
+                    answers = {k: r for k, r in _reports(client, live).items() if r.get("staged") == state.identity}
+                    result["reported"] = len(live & answers.keys())
+                    result["staged"] = sum(1 for p in live & answers.keys() if answers[p].get("staged_ok"))
+                    if result["reported"] == len(live) or time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.01)
+            except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:
+                self._failed(exc)
+            finally:
+                client.close()
+        result["wait_s"] = round(time.monotonic() - started, 4)
+        if result["reported"] < result["processes"]:
+            extra = {"event": "policies.stage_incomplete", "version": state.version, **result}
+            log.warning("not every process staged the policy in time; the rest load it on activation", extra=extra)
+        self.state = None
+        return result
+
+
+def stage_in_background(state: PolicyState, *, pk: int, created_at, url: str | None = None) -> Staging:
+    """Start phase one (``Staging``) for the version row ``pk``/``created_at`` (which may not be written yet)."""
+    staging = Staging(state, pk=pk, created_at=created_at, url=url)
+    staging.start()
+    return staging
+
+
+def stage(state: PolicyState, *, pk: int, created_at, url: str | None = None) -> dict:
+    """Phase one in full: ``stage_in_background`` then ``Staging.wait``."""
+    return stage_in_background(state, pk=pk, created_at=created_at, url=url).wait()
 
 
 # --- the process-wide reference -------------------------------------------------------------------------------

@@ -420,15 +420,17 @@ def profile_delete(*, actor=None, actor_label: str = "", profile_id: int) -> Non
 
 
 # --- versions ---------------------------------------------------------------------------------------------------
-def _distribute(version: PolicyVersion, state: runtime.PolicyState, encoding=None) -> None:
+def _distribute(version: PolicyVersion, state: runtime.PolicyState, staging: runtime.Staging | None = None) -> None:
     """Before commit: store the compiled state for the other processes and wait (bounded) until every live one
     has loaded it beside its current state (``version.staging``, ``version.shared``). After commit: swap this
     process, then tell the others, who swap in what they staged (the database already holds the truth; one that
-    staged nothing loads it then). ``encoding``: the state's encoding, started in the background before the
-    version row was written. ``version.active_since`` is the wall-clock time the activation started (after the
-    commit), ``version.announced`` whether the announcement reached Redis."""
+    staged nothing loads it then). ``staging``: that first phase, when the caller started it before writing the
+    version row. ``version.active_since`` is the wall-clock time the activation started (after the commit),
+    ``version.announced`` whether the announcement reached Redis."""
     version.announced = version.active_since = None
-    version.staging = runtime.stage(state, pk=version.pk, created_at=version.created_at, encoding=encoding)
+    if staging is None:
+        staging = runtime.stage_in_background(state, pk=version.pk, created_at=version.created_at)
+    version.staging = staging.wait()
     version.shared = version.staging["shared"]
 
     def send():
@@ -503,12 +505,10 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
     state = runtime.build_state(snapshot, version=number, label=f"v{number}")
     if not confirm_impact:
         _impact_check(previous, old_snapshot, state)
-    encoding = runtime.encode_in_background(state)  # overlaps writing the version row below
     now = timezone.now()
-    if previous is not None:
-        previous.is_active = False
-        previous.save(update_fields=["is_active"])
     version = PolicyVersion(
+        pk=_reserve_version_pk(),
+        created_at=now,
         number=number,
         created_by=_user(actor),
         created_by_label=_label(actor, actor_label),
@@ -519,29 +519,52 @@ def policy_publish(*, actor=None, actor_label: str = "", note: str, confirm_impa
         is_active=True,
         activated_at=now,
     )
-    version.full_clean(exclude=["snapshot"])  # validating a 100k-entry JSON field again adds nothing
+    # Not the snapshot: validating a 100k-entry JSON field again adds nothing. Not the constraints: the previous
+    # version is still active here; the database enforces "one active version" on the INSERT below.
+    version.full_clean(exclude=["snapshot"], validate_constraints=False)
+    # With the row's key and time known before it is written (PostgreSQL), the processes load the compiled state
+    # while this thread writes the snapshot (100k entries: most of a second); elsewhere staging follows the write.
+    staging = None
+    if version.pk is not None:
+        staging = runtime.stage_in_background(state, pk=version.pk, created_at=now)
     try:
-        version.save()
-    except IntegrityError:
-        raise PolicyError("another publish happened at the same time; try again") from None
-    summary = {
-        "lists": diff["lists"],
-        "profiles": diff["profiles"],
-        "entries": {k: diff["entries"][k] for k in ("added", "removed", "changed")},
-    }
-    _audit(
-        "policies.version.published",
-        actor,
-        actor_label,
-        version,
-        number=number,
-        note=note,
-        previous=previous.number if previous else None,
-        diff=summary,
-        impact_confirmed=confirm_impact,
-    )
-    _distribute(version, state, encoding)
+        if previous is not None:
+            previous.is_active = False
+            previous.save(update_fields=["is_active"])
+        try:
+            version.save(force_insert=True)
+        except IntegrityError:
+            raise PolicyError("another publish happened at the same time; try again") from None
+        summary = {
+            "lists": diff["lists"],
+            "profiles": diff["profiles"],
+            "entries": {k: diff["entries"][k] for k in ("added", "removed", "changed")},
+        }
+        _audit(
+            "policies.version.published",
+            actor,
+            actor_label,
+            version,
+            number=number,
+            note=note,
+            previous=previous.number if previous else None,
+            diff=summary,
+            impact_confirmed=confirm_impact,
+        )
+        _distribute(version, state, staging)
+    finally:
+        if staging is not None:
+            staging.join()  # a failed publish leaves no thread behind (its staged state is dropped unused)
     return version
+
+
+def _reserve_version_pk() -> int | None:
+    """The next PolicyVersion key, taken from its sequence now (PostgreSQL; None elsewhere: the INSERT picks it)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [PolicyVersion._meta.db_table])
+        return cursor.fetchone()[0]
 
 
 @transaction.atomic
@@ -565,7 +588,7 @@ def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None,
     if current is not None and current.pk == target.pk:
         raise PolicyError(MSG_ALREADY_ACTIVE.format(number=target.number))
     state = runtime.build_state(target.snapshot, version=target.number, label=target.label)
-    encoding = runtime.encode_in_background(state)
+    staging = runtime.stage_in_background(state, pk=target.pk, created_at=target.created_at)
     if current is not None:
         current.is_active = False
         current.save(update_fields=["is_active"])
@@ -580,7 +603,7 @@ def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None,
         previous=current.number if current else None,
         note=note,
     )
-    _distribute(target, state, encoding)
+    _distribute(target, state, staging)
     return target
 
 

@@ -31,10 +31,12 @@ import hmac
 import io
 import json
 import logging
+import operator
 import pickle
 import secrets
 import sys
 from array import array
+from collections.abc import Sequence
 from importlib import metadata
 from operator import attrgetter
 from pathlib import Path
@@ -170,30 +172,72 @@ def encode(state) -> bytes:
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+class _RuleStore:
+    """The rule columns of a loaded state; makes each Rule the first time a check asks for it, once (every
+    ruleset of the state shares the store, so shares the objects too)."""
+
+    __slots__ = ("columns", "made")
+
+    def __init__(self, columns: tuple):
+        self.columns, self.made = columns, {}
+
+    def rule(self, index: int) -> Rule:
+        rule = self.made.get(index)
+        if rule is None:
+            row = [column[index] for column in self.columns]
+            if _RULE_FAST:
+                rule = object.__new__(Rule)
+                rule.__dict__.update(zip(_RULE_FIELDS, row, strict=True))
+            else:
+                rule = Rule(*row)
+            rule = self.made.setdefault(index, rule)  # two threads asking at once get one object
+        return rule
+
+
+class LoadedRules(Sequence):
+    """A loaded ruleset's ``rules``: a read-only sequence that makes each Rule on first use.
+
+    A check only touches the rules it hits, so a process that loads 100k rules makes a handful of objects
+    instead of 100k: loading (the staging of every publish) spent about 0.2 s of CPU making them, and they
+    held ~20 MB per process."""
+
+    __slots__ = ("_indexes", "_store")
+
+    def __init__(self, store: _RuleStore, indexes: array):
+        self._store, self._indexes = store, indexes
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(map(self._store.rule, self._indexes[i]))
+        return self._store.rule(self._indexes[i])
+
+    def __iter__(self):
+        return map(self._store.rule, self._indexes)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(map(operator.eq, self, other))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+
 def decode(blob: bytes | bytearray) -> dict:
     """The parts of a state from ``encode``'s bytes — call only on bytes whose MAC was checked (``fetch``).
 
-    Returns ``{"rulesets": [Ruleset], "routes": {key: index}, "profiles", "rule_count", "compiled_count"}``."""
+    Returns ``{"rulesets": [Ruleset], "routes": {key: index}, "profiles", "rule_count", "compiled_count"}``; each
+    ruleset's ``rules`` is a ``LoadedRules``."""
     payload = pickle.loads(blob)
     if payload.get("format") != FORMAT or tuple(payload["rule_fields"]) != _RULE_FIELDS:
         raise Unavailable("different format")
-    columns = pickle.loads(payload.pop("rule_columns"))
-    rows = zip(*columns, strict=True)
-    if _RULE_FAST:
-        new, names, rules = object.__new__, _RULE_FIELDS, []
-        append = rules.append
-        for row in rows:
-            rule = new(Rule)
-            rule.__dict__.update(zip(names, row, strict=True))
-            append(rule)
-    else:
-        rules = [Rule(*row) for row in rows]
-    del columns, rows
+    store = _RuleStore(pickle.loads(payload.pop("rule_columns")))
     rulesets = []
     for fields, raw in payload.pop("rulesets"):
         indexes = array("q")
         indexes.frombytes(raw)
-        rulesets.append(Ruleset(rules=tuple(map(rules.__getitem__, indexes)), **fields))
+        rulesets.append(Ruleset(rules=LoadedRules(store, indexes), **fields))
     payload["rulesets"] = rulesets
     return payload
 

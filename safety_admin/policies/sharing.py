@@ -232,11 +232,17 @@ def decode(blob: bytes | bytearray) -> dict:
     payload = pickle.loads(blob)
     if payload.get("format") != FORMAT or tuple(payload["rule_fields"]) != _RULE_FIELDS:
         raise Unavailable("different format")
-    store = _RuleStore(pickle.loads(payload.pop("rule_columns")))
+    columns = pickle.loads(payload.pop("rule_columns"))
+    count = len(columns[0]) if columns else 0
+    if len(columns) != len(_RULE_FIELDS) or any(len(column) != count for column in columns):
+        raise Unavailable("bad rule columns")  # rules are made later, during checks: nothing may fail then
+    store = _RuleStore(columns)
     rulesets = []
     for fields, raw in payload.pop("rulesets"):
         indexes = array("q")
         indexes.frombytes(raw)
+        if indexes and not 0 <= min(indexes) <= max(indexes) < count:
+            raise Unavailable("bad rule columns")
         rulesets.append(Ruleset(rules=LoadedRules(store, indexes), **fields))
     payload["rulesets"] = rulesets
     return payload

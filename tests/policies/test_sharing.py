@@ -1,6 +1,8 @@
 """The compiled state shared through Redis: loaded instead of compiled when it is usable, refused otherwise."""
 
 import json
+import pickle
+from array import array
 
 import pytest
 
@@ -193,3 +195,23 @@ def test_a_state_that_cannot_be_encoded_is_not_shared_and_processes_compile(monk
     state = _fresh_load()
     assert (state.source, state.version) == ("compiled", version.number)
     assert runtime.load_counts == {"refused: missing": 1, "compiled": 1}
+
+
+@pytest.mark.parametrize("broken", ["short column", "index out of range"])
+def test_decode_refuses_rule_columns_that_would_fail_later(broken):
+    # Rules are made during checks, so decode checks up front what making them needs (a MAC'd blob is ours;
+    # this guards against a bug in encode, not an attacker).
+    columns = [("r1", "r2")] * len(sharing._RULE_FIELDS)
+    indexes = array("q", [0, 1])
+    if broken == "short column":
+        columns[1] = ("only one",)
+    else:
+        indexes.append(2)
+    payload = {
+        "format": sharing.FORMAT,
+        "rule_fields": sharing._RULE_FIELDS,
+        "rule_columns": pickle.dumps(tuple(columns)),
+        "rulesets": [({"version": "v1"}, indexes.tobytes())],
+    }
+    with pytest.raises(sharing.Unavailable, match="bad rule columns"):
+        sharing.decode(pickle.dumps(payload))

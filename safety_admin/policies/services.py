@@ -589,21 +589,24 @@ def policy_rollback(*, actor=None, actor_label: str = "", to: int | None = None,
         raise PolicyError(MSG_ALREADY_ACTIVE.format(number=target.number))
     state = runtime.build_state(target.snapshot, version=target.number, label=target.label)
     staging = runtime.stage_in_background(state, pk=target.pk, created_at=target.created_at)
-    if current is not None:
-        current.is_active = False
-        current.save(update_fields=["is_active"])
-    target.is_active, target.activated_at = True, timezone.now()
-    target.save(update_fields=["is_active", "activated_at"])
-    _audit(
-        "policies.version.rolled_back",
-        actor,
-        actor_label,
-        target,
-        number=target.number,
-        previous=current.number if current else None,
-        note=note,
-    )
-    _distribute(target, state, staging)
+    try:
+        if current is not None:
+            current.is_active = False
+            current.save(update_fields=["is_active"])
+        target.is_active, target.activated_at = True, timezone.now()
+        target.save(update_fields=["is_active", "activated_at"])
+        _audit(
+            "policies.version.rolled_back",
+            actor,
+            actor_label,
+            target,
+            number=target.number,
+            previous=current.number if current else None,
+            note=note,
+        )
+        _distribute(target, state, staging)
+    finally:
+        staging.join()  # as in policy_publish: a failed rollback leaves no thread behind
     return target
 
 

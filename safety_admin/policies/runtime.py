@@ -385,6 +385,10 @@ def _is_live(report: dict, now: float) -> bool:
     return now - float(report.get("at") or 0) <= 2 * poll + 1.0
 
 
+# What staging survives (and logs): Redis failing, or a process report that is not one.
+_STAGE_ERRORS = (RedisError, OSError, ValueError, KeyError, TypeError)
+
+
 class Staging(threading.Thread):
     """Phase one of a publish or rollback, run before its transaction commits: store the compiled state in Redis
     (``share``) and announce it on ``STAGE_CHANNEL``, in a background thread, so that the processes load it while
@@ -417,7 +421,7 @@ class Staging(threading.Thread):
                 self.announced_at = time.monotonic()
             finally:
                 client.close()
-        except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:  # Redis, or a report that is not one
+        except _STAGE_ERRORS as exc:
             self._failed(exc)
         except Exception:  # share() logs its own failures; anything else must not kill a publish either
             log.exception("staging the policy failed", extra={"event": "policies.stage_failed"})
@@ -445,7 +449,7 @@ class Staging(threading.Thread):
                     if result["reported"] == len(live) or time.monotonic() >= deadline:
                         break
                     time.sleep(0.01)
-            except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:
+            except _STAGE_ERRORS as exc:
                 self._failed(exc)
             finally:
                 client.close()

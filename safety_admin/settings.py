@@ -6,6 +6,7 @@ README.md's operator section. Malformed values raise ``ImproperlyConfigured`` at
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -227,6 +228,13 @@ POLICY_LISTENER = env_bool("POLICY_LISTENER", True)  # each process follows publ
 # Publishing stores the compiled ruleset in Redis (HMAC-signed with SECRET_KEY) so other processes load it instead
 # of compiling their own (safety_admin/policies/sharing.py, docs/policies.md).
 POLICY_SHARE_COMPILED = env_bool("POLICY_SHARE_COMPILED", True)
+# ... and, for processes on the same host, also in a file here (read without copying it through Redis; "" = off).
+# Memory-backed where the host has /dev/shm: writing 73 MB there takes 0.05 s, on disk 0.1-0.25 s.
+_SHM = Path("/dev/shm")
+POLICY_SHARE_DIR = env_str(
+    "POLICY_SHARE_DIR",
+    str((_SHM if _SHM.is_dir() else Path(tempfile.gettempdir())) / f"safety-admin-policies-{os.getuid()}"),
+)
 POLICY_POLL_SECONDS = env_float("POLICY_POLL_SECONDS", 5.0)  # fallback check when an announcement is missed
 # Publishing waits up to this long for every live process to load ("stage") the new version before it
 # commits the activation, so the switch itself is one reference swap per process (docs/policies.md).

@@ -19,12 +19,20 @@ state, Python's version and pyahocorasick's. It is computed when this module is 
 the process actually loaded (a deploy that changes files under a running process does not change its
 fingerprint).
 
+Same host, no copy through Redis: ``store`` also writes the blob to ``<directory>/<blob>.blob`` (settings
+``POLICY_SHARE_DIR``, a private directory under the temp dir; empty turns it off), and ``fetch`` reads that file
+when it exists, checks the same MAC over its bytes, and falls back to the Redis chunks when the file is missing,
+short or fails the MAC. Processes on other hosts never find the file and read Redis. Reading 73 MB from a file
+costs a fifth of the CPU of reading it from Redis (0.05 against 0.22 s), and every process of the host stages at
+once, on the same cores as the publisher. The file is a cache: Redis stays the source, the MAC the protection.
+
 Layout in Redis (every key expires after ``TTL_SECONDS``; only the newest ``KEEP`` blobs are kept):
 ``policies:compiled:<fingerprint>:<number>`` → JSON manifest ``{format, fingerprint, identity, label, size,
 chunks, blob, mac}``; ``policies:compiled:blob:<blob>:<i>`` → ``CHUNK_BYTES`` pieces (a 100k-entry version is
 ~73 MB, a 1M-entry one ~0.7 GB; Redis refuses values over 512 MB).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -32,6 +40,7 @@ import io
 import json
 import logging
 import operator
+import os
 import pickle
 import secrets
 import sys
@@ -249,9 +258,68 @@ def decode(blob: bytes | bytearray) -> dict:
 
 
 # --- Redis --------------------------------------------------------------------------------------------------------
-def store(client, *, number: int, identity: str, label: str, blob: bytes) -> str:
+def blob_path(directory: Path, blob: str) -> Path:
+    return directory / f"{blob}.blob"
+
+
+def _write_file(directory: Path | None, blob: str, data: bytes) -> None:
+    """The same-host copy of ``data``: written under a temporary name, then renamed (a reader sees all of it or
+    no file). A failure is logged and only costs the readers the Redis path."""
+    if directory is None:
+        return
+    temporary = directory / f".{blob}.part"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.replace(temporary, blob_path(directory, blob))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        log.warning(
+            "could not write the same-host copy of the policy (processes here read it from Redis instead); make "
+            "POLICY_SHARE_DIR a writable directory with room for it, or set it empty to stop trying",
+            extra={"event": "policies.share_file_failed", "error": str(exc)},
+        )
+
+
+def _prune_files(directory: Path | None, keep: str) -> None:
+    """Drop the directory's other blobs, as ``_prune`` drops their Redis chunks. A process reading one keeps
+    reading it after the unlink; one that comes later finds no file and reads Redis."""
+    if directory is None:
+        return
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.endswith((".blob", ".part")) and entry.name not in (f"{keep}.blob", f".{keep}.part"):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _read_file(directory: Path | None, manifest: dict) -> bytearray | None:
+    """The same-host copy of the manifest's blob when it is there, whole and passes the MAC; else None."""
+    if directory is None:
+        return None
+    try:
+        with open(blob_path(directory, str(manifest["blob"])), "rb", buffering=0) as file:
+            data = bytearray(manifest["size"])
+            if file.readinto(data) != manifest["size"] or file.read(1):
+                return None
+    except (OSError, ValueError, TypeError):
+        return None
+    if not hmac.compare_digest(_mac(manifest, [data]), str(manifest.get("mac", ""))):
+        log.warning("same-host policy copy fails its MAC; reading Redis", extra={"event": "policies.share_file_bad"})
+        return None
+    return data
+
+
+def store(client, *, number: int, identity: str, label: str, blob: bytes, directory: Path | None = None) -> str:
     """Put ``blob`` in Redis for version ``number`` (``identity`` tells this database's row apart from another's
-    with the same number) and drop older blobs. Returns the manifest key. Raises RedisError/OSError."""
+    with the same number) and drop older blobs; with ``directory``, also in a file there for processes on this
+    host. Returns the manifest key. Raises RedisError/OSError (Redis only: the file is best effort)."""
     token = secrets.token_hex(8)
     view = memoryview(blob)
     pieces = [view[offset : offset + CHUNK_BYTES] for offset in range(0, len(blob), CHUNK_BYTES)] or [view[:0]]
@@ -267,6 +335,7 @@ def store(client, *, number: int, identity: str, label: str, blob: bytes) -> str
         "blob": token,
     }
     manifest["mac"] = _mac(manifest, pieces)
+    _write_file(directory, token, blob)  # before the manifest: a reader that finds the manifest finds the file
     key = manifest_key(number)
     pipe = client.pipeline(transaction=False)
     for i, piece in enumerate(pieces):
@@ -278,6 +347,7 @@ def store(client, *, number: int, identity: str, label: str, blob: bytes) -> str
     pipe.expire(INDEX_KEY, TTL_SECONDS)
     old = pipe.execute()[-3]
     _prune(client, [json.loads(raw) for raw in old])
+    _prune_files(directory, token)
     return key
 
 
@@ -291,8 +361,9 @@ def _prune(client, entries: list[dict]) -> None:
             client.delete(entry["key"])  # the manifest still points at the chunks just deleted
 
 
-def fetch(client, *, number: int, identity: str) -> bytes | bytearray:
-    """The verified blob of version ``number``; raises ``Unavailable`` (or RedisError/OSError)."""
+def fetch(client, *, number: int, identity: str, directory: Path | None = None) -> bytes | bytearray:
+    """The verified blob of version ``number``, from ``directory``'s same-host copy when it has a good one, else
+    from Redis; raises ``Unavailable`` (or RedisError/OSError)."""
     raw = client.get(manifest_key(number))
     if raw is None:
         raise Unavailable("missing")
@@ -303,6 +374,9 @@ def fetch(client, *, number: int, identity: str) -> bytes | bytearray:
         raise Unavailable("another database's version")
     if not isinstance(manifest.get("chunks"), int) or not 0 < manifest["chunks"] <= MAX_CHUNKS:
         raise Unavailable("bad manifest")
+    local = _read_file(directory, manifest)
+    if local is not None:
+        return local
     pipe = client.pipeline(transaction=False)
     for i in range(manifest["chunks"]):
         pipe.get(chunk_key(manifest["blob"], i))

@@ -17,6 +17,18 @@ DEAD_REDIS = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 TEXTS = ("a walrus here", "an okapi", "the narwhal", "hello there", "a WALRUS and an okapi")
 
 
+@pytest.fixture(autouse=True)
+def share_dir(settings, tmp_path):
+    """Each test's own same-host directory (the default is one per user, shared by every run on the host)."""
+    settings.POLICY_SHARE_DIR = str(tmp_path / "share")
+    return tmp_path / "share"
+
+
+def _file_of(redis_client, version: PolicyVersion, share_dir):
+    manifest = json.loads(redis_client.get(sharing.manifest_key(version.number)))
+    return sharing.blob_path(share_dir, manifest["blob"])
+
+
 def _publish_two_profiles() -> PolicyVersion:
     blocklist = services.blocklist_create(actor_label="a", name="animals")
     for pattern, severity, action in (
@@ -99,10 +111,11 @@ def test_a_loaded_state_makes_only_the_rules_its_checks_hit():
     assert ruleset.rules[:2] == tuple(ruleset.rules)[:2]
 
 
-def test_a_tampered_blob_is_refused_and_the_process_compiles(redis_client, caplog):
+def test_a_tampered_blob_is_refused_and_the_process_compiles(redis_client, caplog, share_dir):
     version = _publish_two_profiles()
     manifest = json.loads(redis_client.get(sharing.manifest_key(version.number)))
     redis_client.setrange(sharing.chunk_key(manifest["blob"], 0), 100, b"\x00")
+    _file_of(redis_client, version, share_dir).unlink()  # as a process on another host: Redis only
     state = _fresh_load()
     assert (state.source, state.version) == ("compiled", version.number)
     assert runtime.load_counts == {"refused: bad MAC": 1, "compiled": 1}
@@ -119,11 +132,12 @@ def test_a_blob_signed_with_another_secret_is_refused(settings):
 
 
 @pytest.mark.parametrize("lost", ["chunk", "manifest"])
-def test_a_missing_blob_falls_back_to_compiling(redis_client, lost):
+def test_a_missing_blob_falls_back_to_compiling(redis_client, lost, settings):
     version = _publish_two_profiles()
     key = sharing.manifest_key(version.number)
     manifest = json.loads(redis_client.get(key))
     redis_client.delete(sharing.chunk_key(manifest["blob"], 0) if lost == "chunk" else key)
+    settings.POLICY_SHARE_DIR = ""  # as a process on another host
     state = _fresh_load()
     assert (state.source, state.version) == ("compiled", version.number)
     assert runtime.load_counts == {"refused: missing": 1, "compiled": 1}
@@ -215,3 +229,55 @@ def test_decode_refuses_rule_columns_that_would_fail_later(broken):
     }
     with pytest.raises(sharing.Unavailable, match="bad rule columns"):
         sharing.decode(pickle.dumps(payload))
+
+
+def test_a_process_on_the_publishers_host_reads_the_file_not_redis(redis_client, share_dir):
+    version = _publish_two_profiles()
+    path = _file_of(redis_client, version, share_dir)
+    assert path.is_file()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert share_dir.stat().st_mode & 0o777 == 0o700
+    manifest = json.loads(redis_client.get(sharing.manifest_key(version.number)))
+    assert path.read_bytes() == b"".join(
+        redis_client.get(sharing.chunk_key(manifest["blob"], i)) for i in range(manifest["chunks"])
+    )
+    redis_client.delete(*[sharing.chunk_key(manifest["blob"], i) for i in range(manifest["chunks"])])
+    state = _fresh_load()  # the Redis chunks are gone: only the file can have served it
+    assert (state.source, state.version) == ("shared", version.number)
+    assert runtime.load_counts == {"shared": 1}
+    assert check("the narwhal", "prompt", runtime.active_ruleset()).action == "refuse"
+
+
+@pytest.mark.parametrize("damage", ["tampered", "short", "missing"])
+def test_a_bad_or_missing_file_is_never_unpickled_and_redis_serves(redis_client, share_dir, damage, caplog):
+    version = _publish_two_profiles()
+    path = _file_of(redis_client, version, share_dir)
+    data = bytearray(path.read_bytes())
+    if damage == "tampered":
+        data[100] ^= 0xFF
+        path.write_bytes(data)
+    elif damage == "short":
+        path.write_bytes(data[:-1])
+    else:
+        path.unlink()
+    state = _fresh_load()
+    assert (state.source, state.version) == ("shared", version.number)
+    assert runtime.load_counts == {"shared": 1}
+    bad_mac = [r for r in caplog.records if getattr(r, "event", "") == "policies.share_file_bad"]
+    assert len(bad_mac) == (damage == "tampered")
+
+
+def test_only_the_newest_file_is_kept_and_a_directory_that_cannot_be_written_costs_only_the_file(
+    redis_client, share_dir, settings, tmp_path
+):
+    first = _publish_two_profiles()
+    first_file = _file_of(redis_client, first, share_dir)
+    second = _publish_one_more("one more")
+    assert not first_file.exists()
+    assert [p.name for p in share_dir.iterdir()] == [_file_of(redis_client, second, share_dir).name]
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    settings.POLICY_SHARE_DIR = str(blocker / "share")  # mkdir fails: the publish still shares through Redis
+    third = _publish_one_more("and another")
+    assert (third.shared, third.announced) == (True, True)
+    assert _fresh_load().source == "shared"

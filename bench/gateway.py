@@ -2,6 +2,8 @@
 
 Part 1: a fixed request mix (safe, refused, sent to review) at a fixed open-loop rate; the gateway and the
 baseline run alternately in slices so that machine noise hits both alike. Prints throughput, p50/p99 and the ratio.
+Beside them, in the same slices, the "floor": the baseline plus only what recording a request before the model
+sees it needs (one rate-limit call, one durable INSERT of a bare row), to show how much of the ratio that is.
 Part 2: with a real worker and a zero-latency stub model, the median time from accepted to completed.
 """
 
@@ -66,6 +68,8 @@ def main(argv: list[str]) -> int:
         headers = {"Content-Type": "application/json", "X-API-Key": key}
         gateway_reqs = [("/safety/infer", json_body(body), headers) for body in MIX]
         baseline_reqs = [("/bench/baseline-infer", json_body(body), headers) for body in MIX]
+        floor_reqs = [("/bench/floor-infer", json_body(body), headers) for body in MIX]
+        _create_floor_table(db_url)
         progress(f"starting gunicorn (2 workers) on 127.0.0.1:{port}, and an RQ worker that only chains audit events")
         web = start_gunicorn(env, port)
         # As in production, a worker chains the audit events (AUDIT_SEALER=workers), on the same two cores. It
@@ -73,12 +77,13 @@ def main(argv: list[str]) -> int:
         sealing = start_worker(env, queues=("default",))
         client = redis.Redis.from_url(BENCH_REDIS_URL)
         try:
-            open_loop(port, gateway_reqs, 50, 2)  # warm up both paths
-            open_loop(port, baseline_reqs, 50, 2)
-            results = {"gateway": ([], {}), "baseline": ([], {})}
-            wall = {"gateway": 0.0, "baseline": 0.0}
+            paths = (("gateway", gateway_reqs), ("baseline", baseline_reqs), ("floor", floor_reqs))
+            for _name, reqs in paths:  # warm up every path
+                open_loop(port, reqs, 50, 2)
+            results = {name: ([], {}) for name, _reqs in paths}
+            wall = dict.fromkeys(results, 0.0)
             for index in range(slices):
-                for name, reqs in (("gateway", gateway_reqs), ("baseline", baseline_reqs)):
+                for name, reqs in paths:
                     progress(f"slice {index + 1}/{slices}: {name} at {rate:.0f} req/s for {duration / slices:.0f} s")
                     lat, statuses, seconds = open_loop(port, reqs, rate, duration / slices)
                     wall[name] += seconds
@@ -97,12 +102,26 @@ def main(argv: list[str]) -> int:
             g50, b50 = percentile(results["gateway"][0], 50), percentile(results["baseline"][0], 50)
             print(f"  ratio gateway/baseline: p50 {g50 / b50:.2f}  p99 {g99 / b99:.2f}   (target p99 ratio <= 1.5)")
             print(f"  gateway p99 {g99 * 1000:.2f} ms (target <= 10 ms at 100 req/s)")
+            f99, f50 = percentile(results["floor"][0], 99), percentile(results["floor"][0], 50)
+            print(
+                f"  floor (baseline + rate limit + one durable INSERT) / baseline: p50 {f50 / b50:.2f}  p99 "
+                f"{f99 / b99:.2f}; gateway / floor: p50 {g50 / f50:.2f}  p99 {g99 / f99:.2f}"
+            )
         finally:
             web.stop()
             sealing.stop()
         e2e = _end_to_end(env, port, key, quick)
         print(f"\nEnd to end (zero-latency stub model, 1 worker): accepted -> completed median {e2e * 1000:.1f} ms")
     return 0
+
+
+def _create_floor_table(db_url: str) -> None:
+    """The floor view's table: a bare row, no index but the key (the gateway's request table has four)."""
+    import psycopg
+
+    with psycopg.connect(db_url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+        db.execute("CREATE TABLE bench_floor (id uuid PRIMARY KEY, user_input text NOT NULL, "
+                   "created_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
 
 
 def _end_to_end(env, port, key, quick: bool) -> float:

@@ -33,9 +33,10 @@ urlpatterns = [
 ]
 
 if settings.SAFETY_BENCH_BASELINE:
-    from safety_admin.gateway.bench_views import baseline_infer
+    from safety_admin.gateway.bench_views import baseline_infer, floor_infer
 
     urlpatterns.insert(0, path("bench/baseline-infer", baseline_infer))
+    urlpatterns.insert(0, path("bench/floor-infer", floor_infer))
 
 handler404 = "safety_admin.errors.not_found"
 handler500 = "safety_admin.errors.server_error"

@@ -124,6 +124,20 @@ def _create_floor_table(db_url: str) -> None:
                    "created_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
 
 
+def _wait_for_worker(timeout: float = 120) -> None:
+    """Until the worker has registered in Redis (it has booted and listens): a fixed sleep was too short in a slow
+    phase of the machine, and the median then measured the worker's start-up (5.0 s once) instead of the pipeline."""
+    from rq import Queue, Worker
+
+    queue = Queue("inference", connection=redis.Redis.from_url(BENCH_REDIS_URL))
+    deadline = time.monotonic() + timeout
+    while Worker.count(queue=queue) < 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the inference worker did not start")
+        time.sleep(0.1)
+    time.sleep(0.5)  # its first poll of the queue
+
+
 def _end_to_end(env, port, key, quick: bool) -> float:
     import http.client
     import json
@@ -143,7 +157,7 @@ def _end_to_end(env, port, key, quick: bool) -> float:
     worker = start_worker(env)
     ids = []
     try:
-        time.sleep(2)
+        _wait_for_worker()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         # One every 100 ms, far below what one worker serves: the figure is the pipeline's latency, not a queue's.
         # (At one every 20 ms a slow moment of the machine let a backlog build and the median read 200-450 ms.)

@@ -43,6 +43,7 @@ import operator
 import os
 import pickle
 import secrets
+import stat
 import sys
 from array import array
 from collections.abc import Sequence
@@ -270,6 +271,11 @@ def _write_file(directory: Path | None, blob: str, data: bytes) -> None:
     temporary = directory / f".{blob}.part"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The blob holds every blocklist term: never write it where another user could read or swap files (a
+        # directory someone else created first under /dev/shm, say). Readers need no such check: the MAC.
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise PermissionError(f"{directory} is not a directory of this user's alone (mode 0700)")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)

@@ -281,3 +281,12 @@ def test_only_the_newest_file_is_kept_and_a_directory_that_cannot_be_written_cos
     third = _publish_one_more("and another")
     assert (third.shared, third.announced) == (True, True)
     assert _fresh_load().source == "shared"
+
+
+def test_the_file_is_not_written_into_a_directory_others_can_open(redis_client, share_dir, caplog):
+    share_dir.mkdir(mode=0o755)  # as if someone else had made it first, readable by all
+    share_dir.chmod(0o755)
+    version = _publish_two_profiles()
+    assert not _file_of(redis_client, version, share_dir).exists()
+    assert any(getattr(r, "event", "") == "policies.share_file_failed" for r in caplog.records)
+    assert (version.shared, _fresh_load().source) == (True, "shared")  # through Redis

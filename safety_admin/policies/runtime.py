@@ -417,11 +417,7 @@ class Staging(threading.Thread):
     def run(self) -> None:
         state = self.state
         try:
-            import sys as _sys
-
-            _t = time.perf_counter()
             self.result["shared"] = share(state, pk=self.pk, created_at=self.created_at, url=self.url)
-            print(f"    [S] shared in {time.perf_counter() - _t:.3f}", file=_sys.stderr, flush=True)
             if not self.result["shared"]:
                 return  # nothing to stage from: processes read the committed version from the database
             _set_staged(state)  # this process's own listener has nothing to load

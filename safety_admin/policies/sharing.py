@@ -20,11 +20,12 @@ the process actually loaded (a deploy that changes files under a running process
 fingerprint).
 
 Same host, no copy through Redis: ``store`` also writes the blob to ``<directory>/<blob>.blob`` (settings
-``POLICY_SHARE_DIR``, a private directory under the temp dir; empty turns it off), and ``fetch`` reads that file
-when it exists, checks the same MAC over its bytes, and falls back to the Redis chunks when the file is missing,
-short or fails the MAC. Processes on other hosts never find the file and read Redis. Reading 73 MB from a file
-costs a fifth of the CPU of reading it from Redis (0.05 against 0.22 s), and every process of the host stages at
-once, on the same cores as the publisher. The file is a cache: Redis stays the source, the MAC the protection.
+``POLICY_SHARE_DIR``, a private directory under /dev/shm or the temp dir; empty turns it off), and ``fetch``
+reads that file when it exists, checks the same MAC over its bytes, and falls back to the Redis chunks when the
+file is missing, short or fails the MAC. Processes on other hosts never find the file and read Redis. Reading
+73 MB from the file costs half the CPU of reading it from Redis (0.10 s, of which the MAC is 0.05 s, against
+0.19-0.25 s), and every process of the host stages at once, on the same cores as the publisher. The file is a
+cache: Redis stays the source, the MAC the protection.
 
 Layout in Redis (every key expires after ``TTL_SECONDS``; only the newest ``KEEP`` blobs are kept):
 ``policies:compiled:<fingerprint>:<number>`` → JSON manifest ``{format, fingerprint, identity, label, size,
@@ -311,8 +312,11 @@ def _read_file(directory: Path | None, manifest: dict) -> bytearray | None:
         return None
     try:
         with open(blob_path(directory, str(manifest["blob"])), "rb", buffering=0) as file:
-            data = bytearray(manifest["size"])
-            if file.readinto(data) != manifest["size"] or file.read(1):
+            size = os.fstat(file.fileno()).st_size
+            if size != manifest["size"]:  # checked before allocating: the manifest's size is not verified yet
+                return None
+            data = bytearray(size)
+            if file.readinto(data) != size or file.read(1):
                 return None
     except (OSError, ValueError, TypeError):
         return None

@@ -125,8 +125,8 @@ def chunk_key(blob: str, index: int) -> str:
 # --- state <-> bytes --------------------------------------------------------------------------------------------
 _RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rule))
 # Rules come back as plain instances filled field by field (a frozen dataclass's __init__ costs 1.5x that);
-# only when Rule is a plain dataclass whose every field is an __init__ argument.
-_RULE_FAST = (
+# only when Rule is a plain dataclass whose every field is an __init__ argument. (runtime.snapshot_rules too.)
+RULE_FAST = (
     "__dict__" in dir(Rule)
     and not hasattr(Rule, "__slots__")
     and not hasattr(Rule, "__post_init__")
@@ -196,7 +196,7 @@ class _RuleStore:
         rule = self.made.get(index)
         if rule is None:
             row = [column[index] for column in self.columns]
-            if _RULE_FAST:
+            if RULE_FAST:
                 rule = object.__new__(Rule)
                 rule.__dict__.update(zip(_RULE_FIELDS, row, strict=True))
             else:

@@ -155,6 +155,31 @@ def test_consuming_build_drops_the_entry_rows_and_compiles_the_same():
     assert check("a walrus", "prompt", b.lookup("")[0]).action == "refuse"
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_rules_from_entry_rows_are_the_rules_their_constructor_makes(monkeypatch, fast):
+    from dataclasses import FrozenInstanceError
+
+    from safety_admin.detectors import Rule
+
+    monkeypatch.setattr(runtime, "_ROWS_FAST", fast)
+    rows = [["bl.x.1", "walrus", "word", "HATE", "high", "refuse", "prompt", 8, "a note"],
+            ["bl.x.2", "okapi ~ zoo", "proximity", "HATE", "low", "log", "both", 3, ""]]  # fmt: skip
+    made = runtime.snapshot_rules({"lists": [{"name": "x", "entries": rows}]}, packs={})["x"]
+    expected = [
+        Rule(rule_id="bl.x.1", pattern="walrus", match_type="word", reason_code="HATE", severity="high",
+             action="refuse", direction="prompt", window=8, note="a note"),
+        Rule(rule_id="bl.x.2", pattern="okapi ~ zoo", match_type="proximity", reason_code="HATE", severity="low",
+             action="log", direction="both", window=3, note=""),
+    ]  # fmt: skip
+    assert made == expected
+    assert [hash(r) for r in made] == [hash(r) for r in expected]
+    assert [(r.prefilter, r.weight) for r in made] == [("", 0), ("", 0)]
+    with pytest.raises(FrozenInstanceError):
+        made[0].pattern = "changed"
+    with pytest.raises(ValueError, match="shorter"):  # a row of the wrong shape fails the build
+        runtime.snapshot_rules({"lists": [{"name": "x", "entries": [rows[0][:8]]}]}, packs={})
+
+
 @pytest.mark.django_db
 def test_fresh_process_loads_builtin_packs_then_the_active_version():
     ruleset = runtime.active_ruleset()

@@ -11,6 +11,8 @@ import logging
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.worker import SimpleWorker
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class SafetyWorker(SimpleWorker):
         return max(1, min(self.worker_ttl - 15, settings.INFERENCE_SWEEP_SECONDS))
 
     def run_maintenance_tasks(self):
-        super().run_maintenance_tasks()
+        self._survive("maintenance", super().run_maintenance_tasks)
         from django.utils.module_loading import import_string
 
         for path in SWEEPS + list(getattr(settings, "EXTRA_SWEEPS", [])):
@@ -69,6 +71,31 @@ class SafetyWorker(SimpleWorker):
                 log.exception("sweep failed", extra={"event": "sweep.failed", "sweep": path})
             finally:
                 close_old_connections()
+
+    # RQ's main loop backs off and retries when Redis fails while it waits for a job, but quits on a Redis error
+    # anywhere else in the loop: the suspension check, the maintenance run, the heartbeat after a job, a job's
+    # bookkeeping. An outage that begins at one of those moments would stop the worker for good (it happened in
+    # the outage test, about once in twenty runs). These steps outlive it instead: the wait for the next job
+    # meets the outage and backs off as RQ intends, and the job itself changed nothing unless its row said so.
+    def _survive(self, step: str, call, *args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning(
+                "Redis unreachable during the worker's %s; carrying on (the next wait for a job retries)",
+                step,
+                extra={"event": "worker.redis_unreachable", "step": step, "error": type(exc).__name__},
+            )
+            return None
+
+    def check_for_suspension(self, burst: bool):
+        return self._survive("suspension check", super().check_for_suspension, burst)
+
+    def heartbeat(self, *args, **kwargs):
+        return self._survive("heartbeat", super().heartbeat, *args, **kwargs)
+
+    def execute_job(self, job, queue):
+        return self._survive("job bookkeeping", super().execute_job, job, queue)
 
     def perform_job(self, job, queue):
         close_old_connections()

@@ -114,6 +114,11 @@ def _mac(manifest: dict, pieces) -> str:
     return mac.hexdigest()
 
 
+def _mac_ok(manifest: dict, pieces) -> bool:
+    """Whether ``pieces`` (the blob, whole or in chunks) and the manifest's signed fields match its MAC."""
+    return hmac.compare_digest(_mac(manifest, pieces), str(manifest.get("mac", "")))
+
+
 def manifest_key(number: int, fingerprint: str | None = None) -> str:
     return f"{KEY_PREFIX}{fingerprint or CODE_FINGERPRINT}:{number}"
 
@@ -320,7 +325,7 @@ def _read_file(directory: Path | None, manifest: dict) -> bytearray | None:
                 return None
     except (OSError, ValueError, TypeError):
         return None
-    if not hmac.compare_digest(_mac(manifest, [data]), str(manifest.get("mac", ""))):
+    if not _mac_ok(manifest, [data]):
         log.warning("same-host policy copy fails its MAC; reading Redis", extra={"event": "policies.share_file_bad"})
         return None
     return data
@@ -395,7 +400,7 @@ def fetch(client, *, number: int, identity: str, directory: Path | None = None) 
         raise Unavailable("missing")
     if sum(map(len, pieces)) != manifest["size"]:
         raise Unavailable("bad size")
-    if not hmac.compare_digest(_mac(manifest, pieces), str(manifest.get("mac", ""))):
+    if not _mac_ok(manifest, pieces):
         raise Unavailable("bad MAC")
     if len(pieces) == 1:
         return pieces[0]

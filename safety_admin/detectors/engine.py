@@ -47,6 +47,7 @@ _OTHER_BIT = 8
 # pyahocorasick stores ints as signed 32-bit: a coded key packs 20 bits of rule index, 7 of key length, 4 flags
 _LENGTH_BITS = 7
 _INDEX_LIMIT = 1 << (31 - 4 - _LENGTH_BITS)
+_KEY_LENGTH_LIMIT = 1 << _LENGTH_BITS
 
 Classifier = Callable[[str, str], Iterable[Hit]]
 
@@ -101,10 +102,11 @@ def compile_ruleset(
     regexes = []
     proximity = []
     literals = set(nz.ROT13_LITERALS)
+    add_word, squash_word = keys.add_word, squash_keys.add_word
 
-    def add(key: str, ref: tuple[int, int], term_norm: str) -> None:
+    def add(key: str, ref: tuple[int, int]) -> None:
         keys.add(key, ref)
-        squashed = term_norm.replace(" ", "")
+        squashed = key.replace(" ", "")  # a key is a normalized term, at most padded with spaces
         if len(squashed) >= 4:
             squash_keys.add(squashed, ref)
 
@@ -132,13 +134,16 @@ def compile_ruleset(
                 for term in terms:
                     key = _term_key(term, "word")
                     if key:
-                        add(key, (index, part_index), key.strip())
+                        add(key, (index, part_index))
             proximity.append((index, len(parts)))
-        else:
+        else:  # the bulk of a big blocklist: add(key, (index, PART_WORD)) without the calls in between
             for term in _split_alternatives(rule.pattern):
                 key = _term_key(term, rule.match_type)
                 if key:
-                    add(key, (index, PART_WORD), key.strip())
+                    add_word(key, index)
+                    squashed = key.replace(" ", "")
+                    if len(squashed) >= 4:
+                        squash_word(squashed, index)
     term_count = keys.count
     automaton, values = keys.finish(literals)
     squash_automaton, squash_values = squash_keys.finish()
@@ -171,11 +176,16 @@ class _DirectionFlags:
         self.output = [rule.applies_to("output") for rule in rules]
         self.other = [rule.direction not in ("prompt", "output") for rule in rules]
         self.usual = [rule.direction in ("prompt", "output", "both") for rule in rules]
+        # the low bits of a coded key's int (see _Builder); 0 for a rule whose refs are never coded
+        self.bits = [
+            usual and (other << 3 | output << 2 | prompt << 1 | 1)
+            for usual, other, output, prompt in zip(self.usual, self.other, self.output, self.prompt, strict=True)
+        ]
 
 
 class _Builder:
-    """Builds one automaton of int values as keys arrive (in rule order), with the tuple of shared values
-    those ints point to; no per-key Python object outlives the compile, and most never exist.
+    """Builds one automaton of int values from keys as they arrive (in rule order), with the tuple of shared
+    values those ints point to; no per-key Python object outlives the compile, and most never exist.
 
     A key with one word ref whose rule has a usual direction (the whole of a big blocklist) is coded in its
     int: ``(rule index << 7 | key length) << 4 | other << 3 | output << 2 | prompt << 1 | 1``, for indexes
@@ -190,29 +200,48 @@ class _Builder:
 
     def __init__(self, flags: _DirectionFlags):
         self.flags = flags
-        self.automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
         self.count = 0  # distinct keys
+        # key -> its int, for keys coded in their int; they go into the automaton when it is made (a dict
+        # lookup per key instead of a walk down the trie)
+        self.coded: dict[str, int] = {}
         self.listed: dict[str, list[tuple[int, int]]] = {}  # keys that are not coded in their int
 
     def _coded(self, key: str, ref: tuple[int, int]) -> int | None:
         index, part = ref
         flags = self.flags
-        if part != PART_WORD or len(key) >= 1 << _LENGTH_BITS or index >= _INDEX_LIMIT or not flags.usual[index]:
+        if part != PART_WORD or len(key) >= _KEY_LENGTH_LIMIT or index >= _INDEX_LIMIT or not flags.usual[index]:
             return None
-        code = (index << _LENGTH_BITS | len(key)) << 4
-        return code | flags.other[index] << 3 | flags.output[index] << 2 | flags.prompt[index] << 1 | 1
+        return (index << _LENGTH_BITS | len(key)) << 4 | flags.bits[index]
+
+    def add_word(self, key: str, index: int) -> None:
+        """``add(key, (index, PART_WORD))`` with ``_coded`` inlined: a 100k-term list makes 200k of these calls."""
+        code = self.coded.get(key)
+        if code is None:
+            listed = self.listed.get(key)
+            if listed is not None:
+                listed.append((index, PART_WORD))
+                return
+            self.count += 1
+            bits = self.flags.bits[index]
+            if bits and len(key) < _KEY_LENGTH_LIMIT and index < _INDEX_LIMIT:
+                self.coded[key] = (index << _LENGTH_BITS | len(key)) << 4 | bits
+            else:
+                self.listed[key] = [(index, PART_WORD)]
+            return
+        del self.coded[key]
+        self.listed[key] = [(code >> (_LENGTH_BITS + 4), PART_WORD), (index, PART_WORD)]
 
     def add(self, key: str, ref: tuple[int, int]) -> None:
         listed = self.listed.get(key)
         if listed is not None:
             listed.append(ref)
             return
-        code = self.automaton.get(key, None)
+        code = self.coded.pop(key, None)
         if code is None:
             self.count += 1
             code = self._coded(key, ref)
             if code is not None:
-                self.automaton.add_word(key, code)
+                self.coded[key] = code
             else:
                 self.listed[key] = [ref]
             return
@@ -220,13 +249,17 @@ class _Builder:
         self.listed[key] = [(code >> (_LENGTH_BITS + 4), PART_WORD), ref]
 
     def finish(self, literals: Iterable[str] = ()):
-        automaton, flags = self.automaton, self.flags
+        flags, coded, listed = self.flags, self.coded, self.listed
         literals = set(literals)
-        listed = self.listed
         for literal in literals:
             if literal not in listed:
-                code = automaton.get(literal, None)
+                code = coded.pop(literal, None)
                 listed[literal] = [] if code is None else [(code >> (_LENGTH_BITS + 4), PART_WORD)]
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        add_word = automaton.add_word
+        for key, code in coded.items():
+            add_word(key, code)
+        self.coded = {}
         values: list[tuple] = []
         codes: dict[tuple, int] = {}  # equal values share one code, so a check merges their matches as one key
         interned: dict[tuple, tuple] = {}

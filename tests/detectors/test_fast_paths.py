@@ -146,3 +146,26 @@ def test_confusable_folding_of_non_ascii_runs_is_the_full_translate():
     assert all(chr(cp) == target for cp, target in nz.CONFUSABLES.items() if cp < 128)
     for text in TEXTS:
         assert nz.fold_confusables(text) == text.translate(nz.CONFUSABLES), text
+
+
+def test_a_key_shared_by_coded_and_listed_refs_finds_every_rule_in_any_order():
+    """The builder codes a key's first word ref in its int and lists it once a second ref (a word, a proximity
+    part, an unusual direction or a prefilter literal) arrives: whatever the order, every rule sharing it hits."""
+    shared = [
+        Rule("w1", "foxtrot", "HATE"),
+        Rule("w2", "foxtrot", "HATE", direction="both"),
+        Rule("odd", "foxtrot", "HATE", direction="audit"),
+        Rule("near", "foxtrot ~ golf", "HATE", match_type="proximity"),
+        Rule("rx", r"foxtrot\s+golf", "HATE", match_type="regex", prefilter="foxtrot"),
+        Rule("sub", "foxtrot", "HATE", match_type="substring"),
+    ]
+    text = "foxtrot golf"
+    expected = {"prompt": ["near", "rx", "sub", "w1", "w2"], "output": ["w2"], "audit": ["odd", "w2"]}
+    rng = random.Random(5)
+    for _ in range(30):
+        rules = rng.sample(shared, len(shared))
+        rs = compile_ruleset(rules)
+        for direction, ids in expected.items():
+            assert sorted({h.rule_id for h in check(text, direction, rs).hits}) == ids, (direction, rules)
+        squashed = {h.rule_id for h in check("f o x t r o t", "prompt", rs).hits}
+        assert {"w1", "w2", "sub"} <= squashed, rules

@@ -4,11 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
 
 from audits.models import AuditEvent
 from review.models import Escalation
-from safety_admin.db import Row, insert_then, insert_together
+from safety_admin.db import Row, _numbered, insert_then, insert_together
 from safety_admin.detectors.types import Hit, Verdict
 from safety_admin.inference.models import InferenceRequest
 from safety_admin.inference.services import inference_request_create
@@ -79,3 +80,30 @@ def test_a_row_may_not_point_forward():
     req = InferenceRequest(principal_id="x", principal_pseudonym="p", principal_tier="user", user_input="hi")
     with pytest.raises(ValueError, match="earlier row"):
         insert_together([Row(req, refs={"principal_id": 0})])
+
+
+def test_placeholders_are_numbered_once_and_a_stray_percent_keeps_psycopg_converting():
+    assert _numbered("INSERT INTO t (a, b) VALUES (%s, %s) RETURNING id") == (
+        "INSERT INTO t (a, b) VALUES ($1, $2) RETURNING id")  # fmt: skip
+    assert _numbered("SELECT 1") == "SELECT 1"
+    assert _numbered("SELECT %s WHERE x LIKE 'a%%'") is None
+
+
+def test_a_request_its_escalation_and_outbox_rows_go_numbered_with_more_than_fifty_parameters():
+    """psycopg caches its own conversion only up to 50 parameters; this statement has more, and is sent as
+    PostgreSQL's $n placeholders instead, with every value where it belongs."""
+    req = InferenceRequest(principal_id="x", principal_pseudonym="p", principal_tier="user", user_input="hi %s %%")
+    escalation = Escalation(request=req, direction="prompt", severity="high", due_at=timezone.now())
+    outbox = [Notification(escalation=escalation, channel=c, kind="created", next_attempt_at=timezone.now())
+              for c in ("slack", "pagerduty")]  # fmt: skip
+    rows = [Row(req), Row(escalation, refs={"request": 0}), *(Row(n, refs={"escalation": 1}) for n in outbox)]
+
+    with CaptureQueriesContext(connection) as queries:
+        insert_together(rows)
+
+    (query,) = queries.captured_queries
+    assert "$51" in query["sql"] and "%s" not in query["sql"]
+    assert InferenceRequest.objects.get(pk=req.pk).user_input == "hi %s %%"
+    assert Escalation.objects.get(pk=escalation.pk).request_id == req.pk
+    assert sorted(Notification.objects.filter(escalation_id=escalation.pk).values_list("channel", flat=True)) == [
+        "pagerduty", "slack"]  # fmt: skip

@@ -35,7 +35,7 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
         self._committed_at = float("-inf")
         super().close()
 
-    def server_bound_cursor(self):
+    def server_bound_cursor(self, *, numbered: bool = False):
         """A cursor whose statements psycopg binds on the server, and prepares once one has run five times.
 
         Django's cursors bind on the client: every call quotes each parameter into the SQL text and PostgreSQL
@@ -44,13 +44,21 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
         otherwise: errors become ``django.db`` errors, queries are logged under DEBUG and counted in metrics.
         Prepared statements live per connection, so behind a pooler in transaction mode (PgBouncer) set
         ``DB_PREPARE_THRESHOLD=0`` (settings.py; default 5).
+
+        ``numbered``: the statement's placeholders are PostgreSQL's own ``$1, $2…`` (psycopg's RawCursor), which
+        psycopg then sends as they are instead of converting ``%s`` (see ``safety_admin.db._numbered``).
         """
         self.close_if_health_check_failed()
         self.ensure_connection()
+        cursor_class = self._numbered_cursor_class if numbered else self._server_cursor_class
         with self.wrap_database_errors:
-            return self._prepare_cursor(self._server_cursor_class(self.connection))
+            return self._prepare_cursor(cursor_class(self.connection))
 
     @cached_property
     def _server_cursor_class(self):
         """psycopg's server-binding cursor, counted in django_prometheus's query metrics like the others."""
         return ExportingCursorWrapper(psycopg.Cursor, self.alias, self.vendor)
+
+    @cached_property
+    def _numbered_cursor_class(self):
+        return ExportingCursorWrapper(psycopg.RawCursor, self.alias, self.vendor)

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from audits.models import AuditEvent
 from review.models import Escalation
@@ -102,7 +102,8 @@ def test_a_request_its_escalation_and_outbox_rows_go_numbered_with_more_than_fif
         insert_together(rows)
 
     (query,) = queries.captured_queries
-    assert "$51" in query["sql"] and "%s" not in query["sql"]
+    assert "$51" in query["sql"]
+    assert "%s" not in query["sql"]
     assert InferenceRequest.objects.get(pk=req.pk).user_input == "hi %s %%"
     assert Escalation.objects.get(pk=escalation.pk).request_id == req.pk
     assert sorted(Notification.objects.filter(escalation_id=escalation.pk).values_list("channel", flat=True)) == [

@@ -206,15 +206,9 @@ class _Builder:
         self.coded: dict[str, int] = {}
         self.listed: dict[str, list[tuple[int, int]]] = {}  # keys that are not coded in their int
 
-    def _coded(self, key: str, ref: tuple[int, int]) -> int | None:
-        index, part = ref
-        flags = self.flags
-        if part != PART_WORD or len(key) >= _KEY_LENGTH_LIMIT or index >= _INDEX_LIMIT or not flags.usual[index]:
-            return None
-        return (index << _LENGTH_BITS | len(key)) << 4 | flags.bits[index]
-
     def add_word(self, key: str, index: int) -> None:
-        """``add(key, (index, PART_WORD))`` with ``_coded`` inlined: a 100k-term list makes 200k of these calls."""
+        """``add(key, (index, PART_WORD))``: the only kind of ref that is coded in its int (a 100k-term list makes
+        200k of these calls)."""
         code = self.coded.get(key)
         if code is None:
             listed = self.listed.get(key)
@@ -228,10 +222,15 @@ class _Builder:
             else:
                 self.listed[key] = [(index, PART_WORD)]
             return
+        # a second ref for a coded key: list both (the coded one is a word ref, its index in the high bits)
         del self.coded[key]
         self.listed[key] = [(code >> (_LENGTH_BITS + 4), PART_WORD), (index, PART_WORD)]
 
     def add(self, key: str, ref: tuple[int, int]) -> None:
+        index, part = ref
+        if part == PART_WORD:
+            self.add_word(key, index)
+            return
         listed = self.listed.get(key)
         if listed is not None:
             listed.append(ref)
@@ -239,14 +238,9 @@ class _Builder:
         code = self.coded.pop(key, None)
         if code is None:
             self.count += 1
-            code = self._coded(key, ref)
-            if code is not None:
-                self.coded[key] = code
-            else:
-                self.listed[key] = [ref]
-            return
-        # a second ref for a coded key: list both (the coded one is a word ref, its index in the high bits)
-        self.listed[key] = [(code >> (_LENGTH_BITS + 4), PART_WORD), ref]
+            self.listed[key] = [ref]  # a proximity part is never coded
+        else:
+            self.listed[key] = [(code >> (_LENGTH_BITS + 4), PART_WORD), ref]
 
     def finish(self, literals: Iterable[str] = ()):
         flags, coded, listed = self.flags, self.coded, self.listed

@@ -16,6 +16,7 @@ The rows are prepared as ``save()`` would (``pre_save`` for auto_now fields, ``g
 one INSERT per row through the same SQL, so behaviour is the same everywhere.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -92,22 +93,19 @@ def _numbered(sql: str) -> str | None:
     return "".join(f"{piece}${n}" for n, piece in enumerate(pieces[:-1], 1)) + pieces[-1]
 
 
+@contextmanager
 def _execute(sql: str, params: list):
     """Run ``sql`` on the PostgreSQL backend's server-binding cursor (prepared statements) where there is one,
-    numbered (``_numbered``) when it can be; returns the cursor, to be used in a ``with`` block."""
+    numbered (``_numbered``) when it can be; yields the cursor."""
     server_bound = getattr(connection, "server_bound_cursor", None)
     numbered = _numbered(sql) if server_bound else None
     if numbered is not None:
-        cursor = server_bound(numbered=True)
-        sql = numbered
+        cursor, sql = server_bound(numbered=True), numbered
     else:
         cursor = server_bound() if server_bound else connection.cursor()
-    try:
+    with cursor:
         cursor.execute(sql, params)
-    except BaseException:
-        cursor.close()
-        raise
-    return cursor
+        yield cursor
 
 
 def _saved(instance: models.Model, pk) -> None:

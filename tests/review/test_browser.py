@@ -25,6 +25,9 @@ def sign_in(page, live_server, user):
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text("Review queue")
+    # The heading shows while the parser still waits on htmx.min.js; htmx binds its triggers
+    # on DOMContentLoaded, and an event dispatched before that is lost (CI failed that way).
+    page.wait_for_load_state("load")
 
 
 @pytest.fixture

@@ -82,6 +82,10 @@ def memory_child(n: int, blob_path: str = "") -> None:
     compile_s = time.perf_counter() - started
     del snapshot
     gc.collect()
+    unreleased_mb = _rss_mb() - base
+    from safety_admin.policies.runtime import release_freed_memory
+
+    release_freed_memory()  # as a process does once it installed what it compiled
     compiled_mb = _rss_mb() - base
     encode_s = 0.0
     if blob_path:
@@ -97,6 +101,7 @@ def memory_child(n: int, blob_path: str = "") -> None:
                 "n": n,
                 "rows_mb": with_rows - base,
                 "compiled_mb": compiled_mb,
+                "unreleased_mb": unreleased_mb,
                 "compile_s": compile_s,
                 "encode_s": encode_s,
                 "rules": state.rule_count,
@@ -105,9 +110,13 @@ def memory_child(n: int, blob_path: str = "") -> None:
     )
 
 
+SWITCHES = 3
+
+
 def shared_child(blob_path: str) -> None:
     """Run in a fresh process: RSS of the state loaded from its shared form, as a listener loads it (the
-    blob's bytes are freed once decoded). Prints one JSON line."""
+    blob's bytes are freed once decoded); then after ``SWITCHES`` switches to a new copy of it, first keeping
+    what glibc freed (the baseline), then handing it back after each switch as a process does. One JSON line."""
     import django
 
     django.setup()
@@ -115,18 +124,41 @@ def shared_child(blob_path: str) -> None:
 
     from safety_admin.policies import runtime, sharing
 
+    def load(number: int):
+        with runtime.gc_paused():
+            blob = Path(blob_path).read_bytes()
+            parts = sharing.decode(blob)
+            del blob
+            loaded = runtime.state_from_parts(parts, version=number, label=f"v{number}")
+            del parts
+        return loaded
+
     gc.collect()
     base = _rss_mb()
     started = time.perf_counter()
-    with runtime.gc_paused():
-        blob = Path(blob_path).read_bytes()
-        parts = sharing.decode(blob)
-        del blob
-        state = runtime.state_from_parts(parts, version=1, label="v1")
-        del parts
+    state = load(1)
     decode_s = time.perf_counter() - started
     gc.collect()
-    print(json.dumps({"shared_mb": _rss_mb() - base, "decode_s": decode_s, "rules": state.rule_count}))
+    shared_mb = _rss_mb() - base
+    after = {}
+    for released in (False, True):
+        for number in range(2, 2 + SWITCHES):
+            state = load(number)  # the old state is freed here, once the new one is in place
+            gc.collect()
+            if released:
+                runtime.release_freed_memory()
+        after[released] = _rss_mb() - base
+    print(
+        json.dumps(
+            {
+                "shared_mb": shared_mb,
+                "decode_s": decode_s,
+                "rules": state.rule_count,
+                "switched_kept_mb": after[False],
+                "switched_released_mb": after[True],
+            }
+        )
+    )
 
 
 def _pubsub_round_trip(url: str, samples: int = 20) -> float:
@@ -404,6 +436,13 @@ def _memory(sizes) -> bool:
             f"({size_mb:.0f} MB in Redis, encode {data['encode_s']:.1f} s, decode {shared['decode_s']:.1f} s) "
             f"| baseline uncompiled rule rows {data['rows_mb']:.0f} MB"
             f" | ratio {data['compiled_mb'] / max(data['rows_mb'], 0.1):.1f}x"
+        )
+        print(
+            f"  after {SWITCHES} switches at {size:,} entries: {shared['switched_released_mb']:.0f} MB per process"
+            f" handing freed pages back (compiled there: {data['compiled_mb']:.0f} MB)"
+            f" | baseline keeping them {shared['switched_kept_mb']:.0f} MB"
+            f" (compiled there: {data['unreleased_mb']:.0f} MB)"
+            f" | ratio {shared['switched_released_mb'] / max(shared['switched_kept_mb'], 0.1):.2f}x"
         )
     return True
 

@@ -438,6 +438,7 @@ def _distribute(version: PolicyVersion, state: runtime.PolicyState, staging: run
         replaced = runtime.install(state)
         version.announced = runtime.announce(version.number)
         del replaced  # freed after the announcement, not before
+        runtime.release_freed_memory()  # the replaced state's and the compile's pages
 
     transaction.on_commit(send)
 

@@ -16,7 +16,6 @@ uses the shipped default packs.
 """
 
 import ctypes
-import ctypes.util
 import dataclasses
 import gc
 import json
@@ -82,8 +81,8 @@ def _gc_reset_after_fork() -> None:
 
 
 def _find_malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    try:  # the C library this interpreter is linked against (no ``find_library``: it runs ldconfig at start-up)
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): there is nothing of this kind to hand back
         return None
 
@@ -95,7 +94,7 @@ def release_freed_memory() -> None:
     """Hand the pages a replaced ruleset or a compile's scratch left free back to the operating system.
 
     The automatons are C allocations: freed, glibc keeps their pages in its heap, so a process's RSS grew by
-    20-40 MB per 100k entries after each switch (measured in ``make bench ARGS=policies``) until something
+    20-45 MB per 100k entries after each switch (measured in ``make bench ARGS=policies``) until something
     reused them. ``malloc_trim`` returns whole free pages (1-3 ms at 100k entries; ctypes drops the GIL)."""
     if _malloc_trim is not None:
         _malloc_trim(0)
